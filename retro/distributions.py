@@ -1,0 +1,120 @@
+"""The whole-string distribution: one Pyro sample site per answer.
+
+``StringDistribution`` is a distribution over all strings of a codec up to ``max_length`` tokens, driven by an
+autoregressive decoder conditioned on a context vector. ``log_prob`` scores a whole padded batch in one
+teacher-forced pass; ``sample`` decodes ancestrally with the decoder's cached state. At position ``max_length`` EOS
+is forced (probability 1), so the probabilities of all strings sum to one and a longer string has probability 0.
+
+A decoder is any ``nn.Module`` with
+
+* ``vocab_size`` and ``bos`` (an input id meaning "start", outside the vocabulary is fine),
+* ``forward(context[N, C], tokens[N, T]) -> logits[N, T, V]``: logits at position ``t`` given ``tokens[:, :t]``,
+* ``init_state(context[N, C]) -> state`` and ``step(state, previous[N]) -> (logits[N, V], state)``.
+
+Example:
+    >>> import torch
+    >>> from retro.nets import GRUDecoder
+    >>> decoder = GRUDecoder(vocab_size=4, context_dim=3, hidden_dim=8)
+    >>> dist = StringDistribution(decoder, torch.zeros(5, 3), max_length=6, eos=3)
+    >>> x = dist.sample(torch.Size([2]))  # particles x answers
+    >>> dist.log_prob(x).shape
+    torch.Size([2, 5])
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions import TorchDistribution
+from torch.distributions import constraints
+
+__all__ = ["StringDistribution"]
+
+
+class StringDistribution(TorchDistribution):
+    """Distribution over EOS-terminated token strings of length at most ``max_length``.
+
+    Args:
+        decoder: an autoregressive decoder (see module docstring).
+        context: ``Tensor[*batch_shape, C]`` conditioning each string.
+        max_length: the longest string (in tokens, EOS excluded) with non-zero probability.
+        eos: the EOS token id.
+        temperature: logits are divided by it, in ``log_prob`` and ``sample`` alike (so the tempered
+            distribution is still normalized and its samples are scored consistently).
+    """
+
+    arg_constraints: dict = {}
+    has_enumerate_support = False
+
+    def __init__(
+        self,
+        decoder: torch.nn.Module,
+        context: torch.Tensor,
+        max_length: int,
+        eos: int,
+        temperature: float = 1.0,
+        validate_args: bool | None = None,
+    ):
+        if max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}")
+        self.decoder = decoder
+        self.context = context
+        self.max_length = int(max_length)
+        self.eos = int(eos)
+        self.temperature = float(temperature)
+        super().__init__(context.shape[:-1], torch.Size([self.max_length + 1]), validate_args=False)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=1)
+    def support(self):
+        return constraints.independent(constraints.integer_interval(0, self.eos), 1)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        context = self.context.expand(batch_shape + self.context.shape[-1:])
+        return StringDistribution(self.decoder, context, self.max_length, self.eos, self.temperature)
+
+    def _flat_context(self, shape: torch.Size) -> torch.Tensor:
+        return self.context.expand(shape + self.context.shape[-1:]).reshape(-1, self.context.shape[-1])
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """Log probability of EOS-padded strings ``value[..., W]`` (any width with an EOS in each row)."""
+        shape = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        width = value.shape[-1]
+        tokens = value.expand(shape + (width,)).reshape(-1, width)
+        is_eos = tokens == self.eos
+        has_eos = is_eos.any(-1)
+        lengths = torch.where(has_eos, is_eos.long().argmax(-1), torch.full_like(tokens[:, 0], width))
+        # Only positions < max_length are decisions; EOS at max_length is forced.
+        steps = min(int(lengths.max()) + 1 if lengths.numel() else 1, self.max_length, width)
+        logits = self.decoder(self._flat_context(shape), tokens[:, :steps])
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        picked = logits.gather(-1, tokens[:, :steps, None]).squeeze(-1) - logits.logsumexp(-1)
+        positions = torch.arange(steps, device=tokens.device)
+        picked = picked.masked_fill(positions > lengths[:, None], 0.0)
+        total = picked.sum(-1)
+        impossible = (~has_eos) | (lengths > self.max_length)
+        total = total.masked_fill(impossible, float("-inf"))
+        return total.reshape(shape)
+
+    @torch.no_grad()
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        """Ancestral sampling, one step per position for all strings at once; stops when every string ended."""
+        shape = torch.Size(sample_shape) + self.batch_shape
+        context = self._flat_context(shape)
+        n = context.shape[0]
+        out = torch.full((n, self.max_length + 1), self.eos, dtype=torch.long, device=context.device)
+        done = torch.zeros(n, dtype=torch.bool, device=context.device)
+        previous = torch.full((n,), self.decoder.bos, dtype=torch.long, device=context.device)
+        state = self.decoder.init_state(context)
+        for t in range(self.max_length):
+            logits, state = self.decoder.step(state, previous)
+            if self.temperature != 1.0:
+                logits = logits / self.temperature
+            token = torch.distributions.Categorical(logits=logits).sample()
+            token = token.masked_fill(done, self.eos)
+            out[:, t] = token
+            done |= token == self.eos
+            if bool(done.all()):
+                break
+            previous = token
+        return out.reshape(shape + (self.max_length + 1,))

@@ -1,0 +1,153 @@
+"""Neural encoders and decoders over token strings.
+
+Decoders follow the protocol of :mod:`retro.distributions`: ``forward`` for the teacher-forced pass, and
+``init_state``/``step`` for ancestral decoding with cached state (GRU hidden state; Transformer key/value cache).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from retro.text import StringBatch
+
+__all__ = ["GRUDecoder", "TransformerDecoder", "StringEncoder", "make_decoder"]
+
+
+class GRUDecoder(nn.Module):
+    """GRU language model conditioned on a context vector (initial state and, every step, the input)."""
+
+    def __init__(self, vocab_size: int, context_dim: int, hidden_dim: int = 128, embed_dim: int = 32):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.bos = vocab_size  # one extra input id
+        self.embed = nn.Embedding(vocab_size + 1, embed_dim)
+        self.context_in = nn.Linear(context_dim, embed_dim)
+        self.context_h0 = nn.Linear(context_dim, hidden_dim)
+        self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True)
+        self.out = nn.Linear(hidden_dim, vocab_size)
+
+    def _inputs(self, context: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.embed(previous) + self.context_in(context).unsqueeze(-2))
+
+    def forward(self, context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        bos = torch.full_like(tokens[:, :1], self.bos)
+        previous = torch.cat([bos, tokens[:, :-1]], dim=1)
+        hidden, _ = self.gru(self._inputs(context, previous), self.init_state(context)[0])
+        return self.out(hidden)
+
+    def init_state(self, context: torch.Tensor):
+        return (torch.tanh(self.context_h0(context)).unsqueeze(0), context)
+
+    def step(self, state, previous: torch.Tensor):
+        h, context = state
+        x = self._inputs(context, previous[:, None])
+        out, h = self.gru(x, h)
+        return self.out(out[:, 0]), (h, context)
+
+
+class _CachedSelfAttentionBlock(nn.Module):
+    """Pre-LayerNorm causal Transformer block whose keys/values can be cached for step-by-step decoding."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:  # [N, T, D] -> [N, H, T, D/H]
+        n, t, d = x.shape
+        return x.view(n, t, self.heads, d // self.heads).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, cache: tuple | None = None):
+        q, k, v = self.qkv(self.norm1(x)).chunk(3, dim=-1)
+        q, k, v = self._split(q), self._split(k), self._split(v)
+        if cache is not None:
+            k = torch.cat([cache[0], k], dim=2)
+            v = torch.cat([cache[1], v], dim=2)
+            attn = nn.functional.scaled_dot_product_attention(q, k, v)  # one new query sees all the past
+        else:
+            attn = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        n, _, t, _ = attn.shape
+        x = x + self.proj(attn.transpose(1, 2).reshape(n, t, -1))
+        x = x + self.mlp(self.norm2(x))
+        return x, (k, v)
+
+
+class TransformerDecoder(nn.Module):
+    """Small causal Transformer; the context vector is added to every position's input."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        context_dim: int,
+        hidden_dim: int = 128,
+        layers: int = 2,
+        heads: int = 4,
+        max_positions: int = 512,
+    ):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.bos = vocab_size
+        self.embed = nn.Embedding(vocab_size + 1, hidden_dim)
+        self.position = nn.Embedding(max_positions, hidden_dim)
+        self.context_in = nn.Linear(context_dim, hidden_dim)
+        self.blocks = nn.ModuleList(_CachedSelfAttentionBlock(hidden_dim, heads) for _ in range(layers))
+        self.norm = nn.LayerNorm(hidden_dim)
+        self.out = nn.Linear(hidden_dim, vocab_size)
+        self.scale = math.sqrt(hidden_dim)
+
+    def _inputs(self, context, previous, start: int):
+        positions = torch.arange(start, start + previous.shape[1], device=previous.device)
+        return self.embed(previous) + self.position(positions) + self.context_in(context).unsqueeze(1)
+
+    def forward(self, context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        bos = torch.full_like(tokens[:, :1], self.bos)
+        x = self._inputs(context, torch.cat([bos, tokens[:, :-1]], dim=1), 0)
+        for block in self.blocks:
+            x, _ = block(x)
+        return self.out(self.norm(x))
+
+    def init_state(self, context: torch.Tensor):
+        return (context, 0, [None] * len(self.blocks))
+
+    def step(self, state, previous: torch.Tensor):
+        context, position, caches = state
+        x = self._inputs(context, previous[:, None], position)
+        new_caches = []
+        for block, cache in zip(self.blocks, caches):
+            x, cache = block(x, cache)
+            new_caches.append(cache)
+        return self.out(self.norm(x[:, 0])), (context, position + 1, new_caches)
+
+
+def make_decoder(kind: str, vocab_size: int, context_dim: int, hidden_dim: int) -> nn.Module:
+    """Build a decoder by name: ``"gru"`` or ``"transformer"``."""
+    if kind == "gru":
+        return GRUDecoder(vocab_size, context_dim, hidden_dim)
+    if kind == "transformer":
+        return TransformerDecoder(vocab_size, context_dim, hidden_dim)
+    raise ValueError(f"unknown decoder {kind!r}: expected 'gru' or 'transformer'")
+
+
+class StringEncoder(nn.Module):
+    """Bidirectional GRU over a padded string batch -> one vector per string (final states of both directions)."""
+
+    def __init__(self, vocab_size: int, hidden_dim: int = 128, embed_dim: int = 32):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True, bidirectional=True)
+        self.output_dim = 2 * hidden_dim
+
+    def forward(self, batch: StringBatch) -> torch.Tensor:
+        # Encode each string with its EOS so the empty string has a state too.
+        lengths = (batch.lengths + 1).clamp(max=batch.width).cpu()
+        packed = pack_padded_sequence(self.embed(batch.tokens), lengths, batch_first=True, enforce_sorted=False)
+        _, h = self.gru(packed)  # [2, N, H]
+        return torch.cat([h[0], h[1]], dim=-1)
