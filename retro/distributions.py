@@ -9,7 +9,9 @@ A decoder is any ``nn.Module`` with
 
 * ``vocab_size`` and ``bos`` (an input id meaning "start", outside the vocabulary is fine),
 * ``forward(context[N, C], tokens[N, T]) -> logits[N, T, V]``: logits at position ``t`` given ``tokens[:, :t]``,
-* ``init_state(context[N, C]) -> state`` and ``step(state, previous[N]) -> (logits[N, V], state)``.
+* ``init_state(context[N, C]) -> state`` and ``step(state, previous[N]) -> (logits[N, V], state)``,
+* optionally ``token_log_probs(context[N, C], tokens[N, T]) -> [N, T]``, a faster exact shortcut for
+  ``log_softmax(forward(...))`` gathered at ``tokens`` (used when the temperature is 1).
 
 Example:
     >>> import torch
@@ -85,16 +87,21 @@ class StringDistribution(TorchDistribution):
         lengths = torch.where(has_eos, is_eos.long().argmax(-1), torch.full_like(tokens[:, 0], width))
         # Only positions < max_length are decisions; EOS at max_length is forced.
         steps = min(int(lengths.max()) + 1 if lengths.numel() else 1, self.max_length, width)
-        logits = self.decoder(self._flat_context(shape), tokens[:, :steps])
-        if self.temperature != 1.0:
-            logits = logits / self.temperature
-        picked = logits.gather(-1, tokens[:, :steps, None]).squeeze(-1) - logits.logsumexp(-1)
+        picked = self._token_log_probs(self._flat_context(shape), tokens[:, :steps])
         positions = torch.arange(steps, device=tokens.device)
         picked = picked.masked_fill(positions > lengths[:, None], 0.0)
         total = picked.sum(-1)
         impossible = (~has_eos) | (lengths > self.max_length)
         total = total.masked_fill(impossible, float("-inf"))
         return total.reshape(shape)
+
+    def _token_log_probs(self, context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        if self.temperature == 1.0 and hasattr(self.decoder, "token_log_probs"):
+            return self.decoder.token_log_probs(context, tokens)
+        logits = self.decoder(context, tokens)
+        if self.temperature != 1.0:
+            logits = logits / self.temperature
+        return logits.gather(-1, tokens[..., None]).squeeze(-1) - logits.logsumexp(-1)
 
     @torch.no_grad()
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:

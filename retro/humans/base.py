@@ -44,6 +44,12 @@ class NoisyCopyDecoder(nn.Module):
     def forward(self, context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self._logits(context, 0, tokens.shape[1])
 
+    def token_log_probs(self, context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        intended = context[:, : tokens.shape[1]].long()
+        rate = context[:, -1:].to(self.typo_probs.dtype)
+        probs = (1 - rate) * (tokens == intended) + rate * self.typo_probs[tokens]
+        return probs.log().to(context.dtype)
+
     def init_state(self, context: torch.Tensor):
         return (context, 0)
 
