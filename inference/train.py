@@ -1,8 +1,8 @@
 """Retrodiction training: maximize the ELBO with an amortized guide (SVI), minibatches, held-out log p.
 
-The objective is Pyro's ``TraceEnum_ELBO`` with the guide's discrete sites enumerated: for discrete latents the
-ELBO is computed exactly (no score-function noise, non-zero gradients for the guide); continuous latents are
-reparameterized. With no latents it is exact maximum likelihood.
+With discrete latents the objective is Pyro's ``TraceEnum_ELBO`` with the guide's discrete sites enumerated: the
+ELBO is computed exactly (no score-function noise, non-zero gradients for the guide). Continuous latents use
+``Trace_ELBO`` (reparameterized). With no latents it is exact maximum likelihood.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
-from pyro.infer import TraceEnum_ELBO, config_enumerate
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from tqdm.auto import tqdm
 
 from retro.errors import RetroError
@@ -74,8 +74,9 @@ def _no_guide(questions, answers=None):
 
 def elbo_loss(imitator: StringProgram, guide: AmortizedGuide | None):
     """A ``torch.nn.Module`` whose call ``(questions, answers)`` returns minus the ELBO summed over answers."""
-    objective = TraceEnum_ELBO(max_plate_nesting=1)
-    return objective(imitator.model, config_enumerate(guide) if guide is not None else _no_guide)
+    if guide is not None and any(site.discrete for site in guide.sites.values()):
+        return TraceEnum_ELBO(max_plate_nesting=1)(imitator.model, config_enumerate(guide))
+    return Trace_ELBO(max_plate_nesting=1)(imitator.model, guide if guide is not None else _no_guide)
 
 
 def _heldout_log_prob(imitator, guide, heldout, config: TrainConfig) -> tuple[float, float]:
