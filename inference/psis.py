@@ -10,7 +10,9 @@ import warnings
 
 import numpy as np
 
-__all__ = ["pareto_khat", "khat_threshold"]
+__all__ = ["pareto_khat", "khat_threshold", "MIN_DRAWS"]
+
+MIN_DRAWS = 25  # below this the Pareto tail has < 5 points (ArviZ would answer inf)
 
 
 def khat_threshold(num_draws: int) -> float:
@@ -24,7 +26,7 @@ def pareto_khat(log_weights: np.ndarray) -> np.ndarray:
     """k-hat per row of ``log_weights[..., S]`` (``nan`` where it cannot be estimated)."""
     log_weights = np.asarray(log_weights, dtype=np.float64)
     out = np.full(log_weights.shape[:-1], np.nan)
-    if log_weights.shape[-1] < 5:  # too few draws for a tail fit
+    if log_weights.shape[-1] < MIN_DRAWS:  # too few draws for a tail fit
         return out
     # Zero weights (log w = -inf: impossible particles) are legitimate; PSIS needs finite numbers, and a weight
     # exp(-800) below the largest is as good as zero.

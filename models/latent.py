@@ -13,8 +13,9 @@ __all__ = ["LatentSeq2Seq"]
 
 
 class LatentSeq2Seq(Seq2Seq):
-    """``z ~ Normal(0, I_d)`` per answer (how this person answers this time), decoder conditioned on
-    (question, z). log p(answer | question) integrates z out: estimate it (or, for ``latent_dim=1``, compute it
+    """Seq2Seq with a Gaussian latent z per answer (VAE-style; estimate log p by importance sampling).
+
+    ``z ~ Normal(0, I_d)`` per answer (how this person answers this time), decoder conditioned on (question, z). log p(answer | question) integrates z out: estimate it (or, for ``latent_dim=1``, compute it
     by quadrature with the ``exact`` method)."""
 
     name = "latent"

@@ -14,7 +14,9 @@ __all__ = ["MixtureSeq2Seq"]
 
 
 class MixtureSeq2Seq(Seq2Seq):
-    """``style ~ Categorical(pi(question))`` among ``num_styles``, decoder conditioned on (question, style)."""
+    """Seq2Seq with a discrete answering style per answer (exact log p by enumeration).
+
+    ``style ~ Categorical(pi(question))`` among ``num_styles``, decoder conditioned on (question, style)."""
 
     name = "mixture"
 

@@ -13,7 +13,9 @@ __all__ = ["Seq2Seq"]
 
 
 class Seq2Seq(Imitator):
-    """Question encoder (bidirectional GRU) -> context -> decoder (``"gru"`` or ``"transformer"``) over answers.
+    """Encoder-decoder with no latent variable (exact log p).
+
+    Question encoder (bidirectional GRU) -> context -> decoder (``"gru"`` or ``"transformer"``) over answers.
 
     Subclasses add latent variables by passing ``extra_context_dim`` and calling :meth:`answer_distribution`
     with a latent code that broadcasts against the question code.

@@ -1,0 +1,5 @@
+import sys
+
+from retro.cli import main
+
+sys.exit(main())

@@ -1,0 +1,81 @@
+"""What several commands share: loading ``--model`` and ``--data`` specs, seeding, writing records."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from typing import Any, Iterable, NamedTuple, TextIO
+
+import torch
+
+from retro.data import Pairs, load_pairs
+from retro.errors import RetroError
+from retro.program import StringProgram
+
+__all__ = ["LoadedModel", "load_model", "load_data", "write_records", "add_seed", "FORMATS"]
+
+FORMATS = ("jsonl", "csv", "table")
+
+
+class LoadedModel(NamedTuple):
+    program: StringProgram
+    guide: Any  # AmortizedGuide or None
+    spec: str
+
+
+def load_model(spec: str, device: str = "cpu") -> LoadedModel:
+    """``--model``: a directory written by ``retro train``, or ``human:NAME``."""
+    if spec.startswith("human:"):
+        from retro.humans import make_human
+
+        return LoadedModel(make_human(spec.split(":", 1)[1]).to(device), None, spec)
+    from retro.inference.trained import load_trained
+
+    trained = load_trained(spec, device)
+    return LoadedModel(trained.imitator, trained.guide, spec)
+
+
+def load_data(spec: str, program: StringProgram, n: int | None, seed: int) -> Pairs:
+    """``--data`` checked against the model's codec and maximum length (errors name the line)."""
+    pairs = load_pairs(spec, n=n, seed=seed)
+    pairs.validate(program.codec, program.max_length)
+    return pairs
+
+
+def add_seed(parser) -> None:
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def write_records(records: Iterable[dict[str, Any]], fmt: str, out: TextIO = sys.stdout) -> None:
+    """Write dict records as JSON lines, CSV, or an aligned text table."""
+    records = list(records)
+    if fmt == "jsonl":
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return
+    if not records:
+        return
+    columns = list(records[0])
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return
+    if fmt != "table":
+        raise RetroError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    cells = [[_cell(r[c]) for c in columns] for r in records]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
