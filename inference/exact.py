@@ -22,8 +22,8 @@ from retro.inference.weights import DEFAULT_MAX_ROWS
 
 __all__ = ["exact", "exact_log_prob", "QUADRATURE_NODES", "QUADRATURE_HALF_WIDTH"]
 
-QUADRATURE_NODES = 2001
-QUADRATURE_HALF_WIDTH = 10.0  # prior standard deviations on each side
+QUADRATURE_NODES = 801
+QUADRATURE_HALF_WIDTH = 9.0  # prior standard deviations on each side
 
 
 def _sum_sites(trace) -> torch.Tensor:

@@ -19,7 +19,7 @@ from retro.text import StringBatch
 
 from retro.inference.sites import sample_sites
 
-__all__ = ["log_weights", "DEFAULT_MAX_ROWS"]
+__all__ = ["log_weights", "enumerated_log_weights", "DEFAULT_MAX_ROWS"]
 
 DEFAULT_MAX_ROWS = 8192  # particle x answer rows decoded at once
 
@@ -101,3 +101,34 @@ def log_weights(
                 progress((p_end - p_start) * len(a_chunk))
         columns.append(torch.cat(rows, dim=0))
     return torch.cat(columns, dim=1)
+
+
+def _enumerated_values(sites) -> dict[str, torch.Tensor]:
+    """Every joint value of the discrete ``sites`` as particles: ``{name: Tensor[K, 1, *event]}``."""
+    names = list(sites)
+    grids = [torch.arange(sites[n].support_size) for n in names]
+    if any(sites[n].event_shape for n in names):
+        raise ValueError("enumeration of vector-valued discrete sites is not supported")
+    mesh = torch.meshgrid(*grids, indexing="ij") if grids else []
+    return {n: m.reshape(-1, 1) for n, m in zip(names, mesh)}
+
+
+@torch.no_grad()
+def enumerated_log_weights(program: StringProgram, guide, questions: StringBatch, answers: StringBatch,
+                           sites) -> tuple[torch.Tensor, torch.Tensor]:
+    """For discrete latents only: every joint latent value as a particle.
+
+    Returns ``(log_w, log_q)``, both ``Tensor[K, B]`` with ``K`` the number of joint values, where
+    ``log_w = log p(answer, z) - log q(z)`` and ``log_q = log q(z | question, answer)``.
+    """
+    values = _enumerated_values(sites)
+    count = next(iter(values.values())).shape[0]
+    dtype = torch.get_default_dtype()
+    values = {n: v.to(questions.tokens.device).to(dtype if sites[n].family == "bernoulli" else torch.long)
+              for n, v in values.items()}
+    with pyro.plate("particles", count, dim=PARTICLE_DIM):
+        guide_trace = poutine.trace(poutine.condition(guide, data=values)).get_trace(questions, answers)
+        model_trace = poutine.trace(poutine.condition(program.model, data=values)).get_trace(questions, answers)
+    shape = torch.Size([count, len(answers)])
+    log_q = _site_sum(guide_trace, shape)
+    return _site_sum(model_trace, shape) - log_q, log_q

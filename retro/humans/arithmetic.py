@@ -21,7 +21,7 @@ class ArithmeticHuman(SyntheticHuman):
     name = "arithmetic"
     description = "sums/differences; discrete style latent (terse, verbose, sloppy) with typos"
     styles = ("terse", "verbose", "sloppy")
-    typo_alphabet = "0123456789"
+    typo_alphabet = "0123456789+-="
     style_probs = (0.5, 0.3, 0.2)
     typo_rates = (0.02, 0.03, 0.25)
 

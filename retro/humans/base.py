@@ -1,8 +1,9 @@
 """What every synthetic human shares: a noisy-copy answer distribution and a data generator.
 
 A synthetic human has an intended answer for each (question, style) and types it with typos: at each position it
-types the intended character with probability 1 - rate, and otherwise a character drawn uniformly from its typo
-alphabet (after the intended answer ends, "the intended character" is EOS). The next-token law depends on the
+types the intended character with probability 1 - rate, and otherwise a key drawn uniformly from its typo alphabet
+plus "enter" (EOS: stopping early is a typo too); after the intended answer ends, "the intended character" is EOS.
+So every string over the typo alphabet has non-zero probability under every style. The next-token law depends on the
 position only, so log p is exact and cheap, and the answer is a :class:`~retro.distributions.StringDistribution`
 like any imitator's: normalized over all strings up to ``max_length``.
 """
@@ -72,7 +73,8 @@ class SyntheticHuman(StringProgram):
 
     def __init__(self, codec: Codec | None = None, max_length: int = 32):
         super().__init__(codec, max_length)
-        self.decoder = NoisyCopyDecoder(self.codec.vocab_size, self.codec.encode(self.typo_alphabet))
+        typo_tokens = self.codec.encode(self.typo_alphabet) + [self.codec.eos]
+        self.decoder = NoisyCopyDecoder(self.codec.vocab_size, typo_tokens)
         self._intended_cache: dict[str, list[list[int]]] = {}
 
     def intended(self, question: str, style: str) -> str:

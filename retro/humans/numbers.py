@@ -35,7 +35,7 @@ class NumberHuman(SyntheticHuman):
     name = "numbers"
     description = "numbers written as digits or words; discrete style latent with typos"
     styles = ("digits", "words")
-    typo_alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    typo_alphabet = "abcdefghijklmnopqrstuvwxyz0123456789 -"
     style_probs = (0.35, 0.65)
     typo_rates = (0.01, 0.04)
 
