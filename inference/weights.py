@@ -85,22 +85,29 @@ def log_weights(
     if guide_fraction > 0 and guide is None:
         raise ValueError("a guide is needed for a guide or mixture proposal")
     num_guide = round(guide_fraction * num_particles)
-    answers_per_chunk = max(1, min(len(answers), max_rows))
-    particles_per_chunk = max(1, max_rows // answers_per_chunk)
-    columns = []
-    for a_start in range(0, len(answers), answers_per_chunk):
-        index = slice(a_start, a_start + answers_per_chunk)
-        q_chunk, a_chunk = questions[index], answers[index]
-        rows = []
-        for p_start in range(0, num_particles, particles_per_chunk):
-            p_end = min(num_particles, p_start + particles_per_chunk)
-            from_guide = max(0, min(p_end, num_guide) - p_start)
-            rows.append(_chunk_log_weights(program, guide, q_chunk, a_chunk, from_guide,
-                                           p_end - p_start - from_guide, guide_fraction))
-            if progress is not None:
-                progress((p_end - p_start) * len(a_chunk))
-        columns.append(torch.cat(rows, dim=0))
-    return torch.cat(columns, dim=1)
+    out = None
+    # Answers of one length at a time: a batch is decoded to its longest answer, so mixing lengths wastes work.
+    lengths = answers.lengths.cpu()
+    for length in lengths.unique().tolist():
+        bucket = (lengths == length).nonzero().squeeze(-1)
+        answers_per_chunk = max(1, min(len(bucket), max_rows))
+        particles_per_chunk = max(1, max_rows // answers_per_chunk)
+        for a_start in range(0, len(bucket), answers_per_chunk):
+            index = bucket[a_start : a_start + answers_per_chunk].to(answers.tokens.device)
+            q_chunk, a_chunk = questions[index], answers[index]
+            rows = []
+            for p_start in range(0, num_particles, particles_per_chunk):
+                p_end = min(num_particles, p_start + particles_per_chunk)
+                from_guide = max(0, min(p_end, num_guide) - p_start)
+                rows.append(_chunk_log_weights(program, guide, q_chunk, a_chunk, from_guide,
+                                               p_end - p_start - from_guide, guide_fraction))
+                if progress is not None:
+                    progress((p_end - p_start) * len(index))
+            chunk = torch.cat(rows, dim=0)
+            if out is None:
+                out = chunk.new_empty((num_particles, len(answers)))
+            out[:, index] = chunk
+    return out
 
 
 def _enumerated_values(sites) -> dict[str, torch.Tensor]:

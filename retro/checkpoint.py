@@ -41,16 +41,12 @@ def _atomic_write(path: Path, write) -> None:
 
 def write_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
     """Write ``tensors`` and ``config`` into ``directory`` (created if needed), each file atomically."""
+    text = json.dumps(config, indent=2, sort_keys=True)  # fails before anything on disk is touched
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     _atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
-
-    def write_json(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2, sort_keys=True)
-
-    _atomic_write(directory / CONFIG_FILE, write_json)
+    _atomic_write(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -101,7 +101,7 @@ class StringDistribution(TorchDistribution):
         logits = self.decoder(context, tokens)
         if self.temperature != 1.0:
             logits = logits / self.temperature
-        return logits.gather(-1, tokens[..., None]).squeeze(-1) - logits.logsumexp(-1)
+        return logits.log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
 
     @torch.no_grad()
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:

@@ -57,8 +57,9 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def write_records(records: Iterable[dict[str, Any]], fmt: str, out: TextIO = sys.stdout) -> None:
-    """Write dict records as JSON lines, CSV, or an aligned text table."""
+def write_records(records: Iterable[dict[str, Any]], fmt: str, out: TextIO | None = None) -> None:
+    """Write dict records as JSON lines, CSV, or an aligned text table (to stdout by default)."""
+    out = out if out is not None else sys.stdout
     records = list(records)
     if fmt == "jsonl":
         for record in records:

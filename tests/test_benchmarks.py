@@ -1,0 +1,64 @@
+"""The benchmarks run end to end (smoke sizes) and print one JSON object with sane numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TIMES = (
+    "retro_s_per_answer",
+    "torch_s_per_answer",
+    "pyro_importance_s_per_answer",
+    "renyi_s_per_answer",
+    "retro_log_weights_s_per_answer",
+    "renyi_chunked_s_per_answer",
+    "torch_length_bucketed_s_per_answer",
+)
+RATIOS = (
+    "ratio_retro_vs_torch",
+    "ratio_pyro_importance_vs_retro",
+    "ratio_renyi_vs_retro",
+    "ratio_retro_log_weights_vs_torch",
+    "ratio_renyi_chunked_vs_retro",
+    "ratio_torch_length_bucketed_vs_torch",
+    "ratio_retro_vs_torch_cpu",
+)
+
+
+def _positive_finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_importance_speed_smoke():
+    script = ROOT / "benchmarks" / "importance_speed.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout)  # exactly one JSON object: anything else on stdout fails here
+    assert report["benchmark"] == "importance_speed"
+    assert report["answers"] == 8
+    assert [row["K"] for row in report["results"]] == [16, 64]
+    for row in report["results"]:
+        for key in TIMES + RATIOS:
+            assert _positive_finite(row[key]), (row["K"], key, row[key])
+        for key, value in row["cpu_s_per_answer"].items():
+            assert _positive_finite(value), (row["K"], key, value)
+        assert math.isfinite(row["max_abs_diff"]) and row["max_abs_diff"] >= 0
+        assert math.isfinite(row["mean_log_prob_retro"]) and math.isfinite(row["mean_log_prob_torch"])
+        # retro and the hand-written estimator draw different random numbers, so an answer "agrees" when
+        # the two estimates are within 5 combined standard errors. If the delta-method standard errors were
+        # exact, a miss would have probability ~6e-7 per answer; the full-size check allows up to 10% of
+        # misses, for standard errors underestimated by skewed weights at small K. With 8 answers, 90% would
+        # mean no miss at all (a 57% chance of failing at a 10% miss rate), while >= 0.75 (at most 2 misses
+        # of 8) fails with probability P(Binomial(8, 0.1) >= 3) ~ 4% even at that worst tolerated rate, and
+        # essentially never for a correct estimator; a wrong one (e.g. a missing log-prior term, several nats
+        # per answer) misses on nearly every answer.
+        assert row["agreement_fraction"] >= 0.75, row
+        assert row["pyro_importance_agreement_fraction"] >= 0.5, row  # 2 answers: at most one miss
+        assert row["renyi_agreement_fraction"] >= 0.75, row
