@@ -8,5 +8,16 @@ from retro.inference.psis import khat_threshold, pareto_khat
 from retro.inference.results import AnswerEstimate, Summary, summarize
 from retro.inference.sites import LatentSite, latent_sites
 
-__all__ = ["AmortizedGuide", "AnswerEstimate", "LatentSite", "Summary", "elbo", "exact", "importance",
-           "khat_threshold", "latent_sites", "pareto_khat", "summarize"]
+__all__ = [
+    "AmortizedGuide",
+    "AnswerEstimate",
+    "LatentSite",
+    "Summary",
+    "elbo",
+    "exact",
+    "importance",
+    "khat_threshold",
+    "latent_sites",
+    "pareto_khat",
+    "summarize",
+]

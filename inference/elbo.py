@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-
-from retro.errors import RetroError
-
-from retro.program import StringProgram
-
 from retro.inference.exact import exact
 from retro.inference.importance import sampled_log_weights
 from retro.inference.results import AnswerEstimate
 from retro.inference.sites import latent_sites
 from retro.inference.weighted import records_from_log_weights
 from retro.inference.weights import DEFAULT_MAX_ROWS, enumerated_log_weights
+
+from retro.errors import RetroError
+from retro.program import StringProgram
 
 __all__ = ["elbo"]
 
@@ -42,7 +40,9 @@ def elbo(
         return exact(program, questions, answers, max_rows=max_rows)
     if all(site.discrete for site in sites.values()):
         return _enumerated_elbo(program, questions, answers, guide, sites, max_rows)
-    log_w = sampled_log_weights(program, questions, answers, num_particles, guide, 1.0, max_rows, progress, "elbo")
+    log_w = sampled_log_weights(
+        program, questions, answers, num_particles, guide, 1.0, max_rows, progress, "elbo"
+    )
     return records_from_log_weights(log_w, questions, answers, "elbo", "lower_bound")
 
 
@@ -59,5 +59,7 @@ def _enumerated_elbo(program, questions, answers, guide, sites, max_rows) -> lis
         # q(z) * log w(z), with 0 * (-inf) = 0 for values the guide never proposes
         bounds.append((log_q.exp() * log_w).where(log_q > -math.inf, torch.zeros_like(log_w)).sum(0))
     nan = float("nan")
-    return [AnswerEstimate(q, a, float(v), 0.0, nan, nan, values, "elbo[enumerated]", "lower_bound")
-            for q, a, v in zip(questions, answers, torch.cat(bounds).tolist())]
+    return [
+        AnswerEstimate(q, a, float(v), 0.0, nan, nan, values, "elbo[enumerated]", "lower_bound")
+        for q, a, v in zip(questions, answers, torch.cat(bounds).tolist())
+    ]

@@ -4,21 +4,20 @@ latent with a Normal prior integrated by quadrature."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.distributions import Normal
 from pyro.infer import config_enumerate
+from retro.inference.results import AnswerEstimate
+from retro.inference.sites import LatentSite, base_distribution, latent_sites, sample_sites
+from retro.inference.weights import DEFAULT_MAX_ROWS
 
 from retro.errors import RetroError
 from retro.program import PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
-
-from retro.inference.results import AnswerEstimate
-from retro.inference.sites import LatentSite, base_distribution, latent_sites, sample_sites
-from retro.inference.weights import DEFAULT_MAX_ROWS
 
 __all__ = ["exact", "exact_log_prob", "QUADRATURE_NODES", "QUADRATURE_HALF_WIDTH"]
 
@@ -34,7 +33,9 @@ def _sum_sites(trace) -> torch.Tensor:
 
 
 def _enumerated(program: StringProgram, questions: StringBatch, answers: StringBatch) -> torch.Tensor:
-    model = poutine.enum(config_enumerate(program.model, default="parallel"), first_available_dim=PARTICLE_DIM)
+    model = poutine.enum(
+        config_enumerate(program.model, default="parallel"), first_available_dim=PARTICLE_DIM
+    )
     joint = _sum_sites(poutine.trace(model).get_trace(questions, answers))  # [S_n, ..., S_1, B]
     return joint.reshape(-1, joint.shape[-1]).logsumexp(0) if joint.dim() > 1 else joint
 
@@ -43,14 +44,19 @@ def _quadrature(program, site: LatentSite, questions, answers, nodes: int) -> to
     prior_trace = poutine.trace(program.model).get_trace(questions, answers)
     prior = base_distribution(prior_trace.nodes[site.name]["fn"])
     if not isinstance(prior, Normal):
-        raise RetroError(f"exact: latent {site.name!r} has a {type(prior).__name__} prior; quadrature needs Normal")
+        raise RetroError(
+            f"exact: latent {site.name!r} has a {type(prior).__name__} prior; quadrature needs Normal"
+        )
     shape = prior_trace.nodes[site.name]["value"].shape  # [B] or [B, 1]
     loc, scale = prior.loc.expand(shape), prior.scale.expand(shape)
-    u = torch.linspace(-QUADRATURE_HALF_WIDTH, QUADRATURE_HALF_WIDTH, nodes, dtype=loc.dtype, device=loc.device)
+    u = torch.linspace(
+        -QUADRATURE_HALF_WIDTH, QUADRATURE_HALF_WIDTH, nodes, dtype=loc.dtype, device=loc.device
+    )
     grid = loc + scale * u.reshape((nodes,) + (1,) * len(shape))  # [G, B(, 1)]
     with pyro.plate("particles", nodes, dim=PARTICLE_DIM):
         trace = poutine.trace(poutine.condition(program.model, data={site.name: grid})).get_trace(
-            questions, answers)
+            questions, answers
+        )
     joint = _sum_sites(trace).expand(nodes, len(answers))  # log p(answer, z) on the grid
     trapezoid = torch.zeros(nodes, 1, dtype=joint.dtype, device=joint.device)
     trapezoid[[0, -1]] = math.log(0.5)
@@ -74,7 +80,8 @@ def exact_log_prob(
     raise RetroError(
         f"exact log p is not available for {type(program).__name__}: latent sites "
         f"{', '.join(sorted(sites))} (exact needs no latents, discrete latents, or one scalar Normal latent); "
-        "use --method importance")
+        "use --method importance"
+    )
 
 
 def _rows_per_answer(sites: dict[str, LatentSite], nodes: int) -> int:
@@ -96,9 +103,15 @@ def exact(
     sites = latent_sites(program, questions[:1], answers[:1])
     rows = _rows_per_answer(sites, nodes)
     chunk = max(1, max_rows // rows)
-    values = torch.cat([exact_log_prob(program, q_batch[i : i + chunk], a_batch[i : i + chunk], sites, nodes)
-                        for i in range(0, len(answers), chunk)])
+    values = torch.cat(
+        [
+            exact_log_prob(program, q_batch[i : i + chunk], a_batch[i : i + chunk], sites, nodes)
+            for i in range(0, len(answers), chunk)
+        ]
+    )
     method = "exact[quadrature]" if any(not s.discrete for s in sites.values()) else "exact"
     nan = float("nan")
-    return [AnswerEstimate(q, a, float(v), 0.0, nan, nan, rows if sites else 1, method, "exact")
-            for q, a, v in zip(questions, answers, values.tolist())]
+    return [
+        AnswerEstimate(q, a, float(v), 0.0, nan, nan, rows if sites else 1, method, "exact")
+        for q, a, v in zip(questions, answers, values.tolist())
+    ]

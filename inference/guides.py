@@ -7,19 +7,19 @@ from an encoding of the (question, answer) pair. Nothing is hand-wired per model
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
+from retro.inference.sites import LatentSite, latent_sites
 from torch import nn
 
 from retro.nets import StringEncoder
 from retro.program import ANSWER_PLATE, StringProgram
 from retro.text import StringBatch
-
-from retro.inference.sites import LatentSite, latent_sites
 
 __all__ = ["AmortizedGuide"]
 
@@ -55,8 +55,9 @@ class AmortizedGuide(PyroModule):
         self.question_encoder = StringEncoder(vocab, hidden_dim // 2)
         self.answer_encoder = StringEncoder(vocab, hidden_dim // 2)
         self.hidden = nn.Sequential(nn.Linear(2 * hidden_dim, hidden_dim), nn.Tanh())
-        self.heads = nn.ModuleDict({name: nn.Linear(hidden_dim, self._head_size(site))
-                                    for name, site in self.sites.items()})
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(hidden_dim, self._head_size(site)) for name, site in self.sites.items()}
+        )
 
     @staticmethod
     def _head_size(site: LatentSite) -> int:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
-
-from retro.errors import RetroError
-from retro.program import StringProgram
-
 from retro.inference.exact import exact
 from retro.inference.results import AnswerEstimate
 from retro.inference.sites import latent_sites
 from retro.inference.weighted import records_from_log_weights
 from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
+from tqdm.auto import tqdm
+
+from retro.errors import RetroError
+from retro.program import StringProgram
 
 __all__ = ["importance", "PROPOSALS", "guide_fraction_of"]
 
@@ -28,15 +28,19 @@ def guide_fraction_of(proposal: str, mixture_weight: float) -> float:
     return {"guide": 1.0, "prior": 0.0, "mixture": mixture_weight}[proposal]
 
 
-def sampled_log_weights(program, questions, answers, num_particles, guide, guide_fraction, max_rows, progress,
-                        label: str) -> torch.Tensor:
+def sampled_log_weights(
+    program, questions, answers, num_particles, guide, guide_fraction, max_rows, progress, label: str
+) -> torch.Tensor:
     """Encode, then draw ``log_weights`` with an optional progress bar (shared by the sampling estimators)."""
     if guide_fraction > 0 and guide is None:
         raise RetroError(f"{label} needs a trained guide; this model has none (use the prior proposal)")
     q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
-    with tqdm(total=num_particles * len(answers), desc=label, unit="row", disable=not progress,
-              leave=False) as bar:
-        return log_weights(program, q_batch, a_batch, num_particles, guide, guide_fraction, max_rows, bar.update)
+    with tqdm(
+        total=num_particles * len(answers), desc=label, unit="row", disable=not progress, leave=False
+    ) as bar:
+        return log_weights(
+            program, q_batch, a_batch, num_particles, guide, guide_fraction, max_rows, bar.update
+        )
 
 
 def importance(
@@ -63,6 +67,7 @@ def importance(
         return exact(program, questions, answers, max_rows=max_rows)
     fraction = guide_fraction_of(proposal, mixture_weight)
     method = f"importance[{proposal}]"
-    log_w = sampled_log_weights(program, questions, answers, num_particles, guide, fraction, max_rows, progress,
-                                method)
+    log_w = sampled_log_weights(
+        program, questions, answers, num_particles, guide, fraction, max_rows, progress, method
+    )
     return records_from_log_weights(log_w, questions, answers, method, "estimate")

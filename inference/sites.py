@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import pyro.distributions as dist
 import torch
@@ -42,12 +43,18 @@ class LatentSite:
         return {"categorical": self.num_categories, "bernoulli": 2}.get(self.family, 0)
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "family": self.family, "event_shape": list(self.event_shape),
-                "num_categories": self.num_categories}
+        return {
+            "name": self.name,
+            "family": self.family,
+            "event_shape": list(self.event_shape),
+            "num_categories": self.num_categories,
+        }
 
     @staticmethod
     def from_config(config: dict[str, Any]) -> LatentSite:
-        return LatentSite(config["name"], config["family"], tuple(config["event_shape"]), config["num_categories"])
+        return LatentSite(
+            config["name"], config["family"], tuple(config["event_shape"]), config["num_categories"]
+        )
 
 
 def sample_sites(trace):
@@ -71,20 +78,26 @@ def _describe(name: str, fn: dist.Distribution) -> LatentSite:
             return LatentSite(name, "categorical", tuple(fn.event_shape), base.probs.shape[-1])
         if isinstance(base, dist.Bernoulli):
             return LatentSite(name, "bernoulli", tuple(fn.event_shape))
-        raise RetroError(f"latent site {name!r}: discrete {type(base).__name__} is not supported "
-                         "(use Categorical or Bernoulli)")
+        raise RetroError(
+            f"latent site {name!r}: discrete {type(base).__name__} is not supported "
+            "(use Categorical or Bernoulli)"
+        )
     if fn.support is not dist.constraints.real and not isinstance(fn.support, dist.constraints.independent):
-        raise RetroError(f"latent site {name!r}: only real-valued continuous latents are supported, "
-                         f"got support {fn.support}")
+        raise RetroError(
+            f"latent site {name!r}: only real-valued continuous latents are supported, "
+            f"got support {fn.support}"
+        )
     return LatentSite(name, "normal", tuple(fn.event_shape))
 
 
-def latent_sites(program: StringProgram, questions: Sequence[str] = ("",),
-                 answers: Sequence[str] = ("",)) -> dict[str, LatentSite]:
+def latent_sites(
+    program: StringProgram, questions: Sequence[str] = ("",), answers: Sequence[str] = ("",)
+) -> dict[str, LatentSite]:
     """The latent sites of ``program`` on an example batch (default: one empty question and answer)."""
     with torch.no_grad():
         trace = poutine.trace(program.model).get_trace(
-            program.encode_questions(questions), program.encode_answers(answers))
+            program.encode_questions(questions), program.encode_answers(answers)
+        )
     sites = {}
     for name, site in sample_sites(trace):
         if site["is_observed"] or name == ANSWER_SITE:

@@ -10,19 +10,19 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO, config_enumerate
+from retro.inference.guides import AmortizedGuide
+from retro.inference.importance import importance
+from retro.inference.results import summarize
 from tqdm.auto import tqdm
 
 from retro.errors import RetroError
 from retro.program import StringProgram
-
-from retro.inference.guides import AmortizedGuide
-from retro.inference.importance import importance
-from retro.inference.results import summarize
 
 __all__ = ["TrainConfig", "TrainReport", "train", "elbo_loss"]
 
@@ -82,8 +82,9 @@ def elbo_loss(imitator: StringProgram, guide: AmortizedGuide | None):
 def _heldout_log_prob(imitator, guide, heldout, config: TrainConfig) -> tuple[float, float]:
     questions, answers = heldout
     questions, answers = list(questions[: config.eval_answers]), list(answers[: config.eval_answers])
-    records = importance(imitator, questions, answers, guide=guide, proposal="guide",
-                         num_particles=config.eval_particles)
+    records = importance(
+        imitator, questions, answers, guide=guide, proposal="guide", num_particles=config.eval_particles
+    )
     summary = summarize(records)
     return summary.log_prob_mean, summary.stderr
 
@@ -121,16 +122,22 @@ def train(
         nonlocal best_state
         row: dict[str, Any] = {"step": step, "seconds": round(time.monotonic() - start, 2), "loss": running}
         if heldout is not None:
-            row["heldout_log_prob"], row["heldout_stderr"] = _heldout_log_prob(imitator, guide, heldout, config)
+            row["heldout_log_prob"], row["heldout_stderr"] = _heldout_log_prob(
+                imitator, guide, heldout, config
+            )
         report.history.append(row)
         score = row.get("heldout_log_prob", -(running if running is not None else math.inf))
         if best_state is None or score > report.best_heldout:
             report.best_heldout, report.best_step = score, step
-            best_state = copy.deepcopy((imitator.state_dict(), guide.state_dict() if guide is not None else None))
+            best_state = copy.deepcopy(
+                (imitator.state_dict(), guide.state_dict() if guide is not None else None)
+            )
             if on_improve is not None:
                 on_improve(report)
-        bar.set_postfix(loss=f"{running:.3f}" if running is not None else "-",
-                        heldout=f"{row.get('heldout_log_prob', float('nan')):.3f}")
+        bar.set_postfix(
+            loss=f"{running:.3f}" if running is not None else "-",
+            heldout=f"{row.get('heldout_log_prob', float('nan')):.3f}",
+        )
 
     step = 0
     for step in range(1, config.steps + 1):
@@ -142,8 +149,10 @@ def train(
         loss = loss_fn(q_batch, a_batch) / len(index)
         if not torch.isfinite(loss):
             bar.close()
-            raise RetroError(f"training stopped at step {step}: the loss is {loss.item()} "
-                             "(the best parameters so far are kept)")
+            raise RetroError(
+                f"training stopped at step {step}: the loss is {loss.item()} "
+                "(the best parameters so far are kept)"
+            )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -6,12 +6,11 @@ import os
 from typing import Any, NamedTuple
 
 import torch
+from retro.inference.guides import AmortizedGuide
+from retro.models import Imitator, imitator_from_config
 
 from retro.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from retro.errors import RetroError
-from retro.models import Imitator, imitator_from_config
-
-from retro.inference.guides import AmortizedGuide
 
 __all__ = ["TrainedImitator", "save_trained", "load_trained"]
 
@@ -24,27 +23,37 @@ class TrainedImitator(NamedTuple):
     info: dict[str, Any]
 
 
-def save_trained(directory: str | os.PathLike, imitator: Imitator, guide: AmortizedGuide | None = None,
-                 info: dict[str, Any] | None = None) -> None:
+def save_trained(
+    directory: str | os.PathLike,
+    imitator: Imitator,
+    guide: AmortizedGuide | None = None,
+    info: dict[str, Any] | None = None,
+) -> None:
     """Write ``imitator`` (and ``guide``) with training ``info`` (JSON-able) into ``directory``."""
     tensors = {f"imitator.{k}": v for k, v in imitator.state_dict().items()}
     if guide is not None:
         tensors.update({f"guide.{k}": v for k, v in guide.state_dict().items()})
-    config = {"format": FORMAT, "imitator": imitator.config(),
-              "guide": guide.config() if guide is not None else None, "info": info or {}}
+    config = {
+        "format": FORMAT,
+        "imitator": imitator.config(),
+        "guide": guide.config() if guide is not None else None,
+        "info": info or {},
+    }
     write_checkpoint(directory, tensors, config)
 
 
 def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def load_trained(directory: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedImitator:
     """Rebuild the imitator and guide saved by :func:`save_trained`."""
     tensors, config = read_checkpoint(directory)
     if config.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {str(directory)!r} is not a retro trained imitator "
-                              f"(format {config.get('format')!r}, expected {FORMAT!r})")
+        raise CheckpointError(
+            f"checkpoint {str(directory)!r} is not a retro trained imitator "
+            f"(format {config.get('format')!r}, expected {FORMAT!r})"
+        )
     try:
         imitator = imitator_from_config(config["imitator"])
         imitator.load_state_dict(_part(tensors, "imitator."))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-
 from retro.inference.psis import pareto_khat
 from retro.inference.results import AnswerEstimate, Kind
 
@@ -46,11 +45,19 @@ def _records(lw: np.ndarray, questions, answers, method: str, kind: Kind) -> lis
             ess = float(w.sum() ** 2 / (w**2).sum())
             if kind == "lower_bound":
                 estimate = float(row.mean())
-                stderr = float(row.std(ddof=1) / math.sqrt(num_particles)) if num_particles > 1 else float("nan")
+                stderr = (
+                    float(row.std(ddof=1) / math.sqrt(num_particles)) if num_particles > 1 else float("nan")
+                )
             else:
                 estimate = float(top + math.log(mean_w))
-                stderr = float(w.std(ddof=1) / math.sqrt(num_particles) / mean_w) if num_particles > 1 \
+                stderr = (
+                    float(w.std(ddof=1) / math.sqrt(num_particles) / mean_w)
+                    if num_particles > 1
                     else float("nan")
-        records.append(AnswerEstimate(questions[b], answers[b], estimate, stderr, ess, float(khat[b]),
-                                      num_particles, method, kind))
+                )
+        records.append(
+            AnswerEstimate(
+                questions[b], answers[b], estimate, stderr, ess, float(khat[b]), num_particles, method, kind
+            )
+        )
     return records

@@ -13,11 +13,10 @@ import math
 import pyro
 import torch
 from pyro import poutine
+from retro.inference.sites import sample_sites
 
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
-
-from retro.inference.sites import sample_sites
 
 __all__ = ["log_weights", "enumerated_log_weights", "DEFAULT_MAX_ROWS"]
 
@@ -33,8 +32,9 @@ def _site_sum(trace, shape: torch.Size, names=None) -> torch.Tensor:
     return total.expand(shape)
 
 
-def _chunk_log_weights(program, guide, questions, answers, from_guide: int, from_prior: int,
-                       guide_fraction: float) -> torch.Tensor:
+def _chunk_log_weights(
+    program, guide, questions, answers, from_guide: int, from_prior: int, guide_fraction: float
+) -> torch.Tensor:
     parts = []
     for count, use_guide in ((from_guide, True), (from_prior, False)):
         if count == 0:
@@ -43,11 +43,15 @@ def _chunk_log_weights(program, guide, questions, answers, from_guide: int, from
             if use_guide:
                 guide_trace = poutine.trace(guide).get_trace(questions, answers)
                 model_trace = poutine.trace(poutine.replay(program.model, trace=guide_trace)).get_trace(
-                    questions, answers)
+                    questions, answers
+                )
             else:
                 model_trace = poutine.trace(program.model).get_trace(questions, answers)
-                guide_trace = (poutine.trace(poutine.replay(guide, trace=model_trace)).get_trace(questions, answers)
-                               if guide_fraction > 0 else None)
+                guide_trace = (
+                    poutine.trace(poutine.replay(guide, trace=model_trace)).get_trace(questions, answers)
+                    if guide_fraction > 0
+                    else None
+                )
         shape = torch.Size([count, len(answers)])
         latents = [n for n, s in sample_sites(model_trace) if not s["is_observed"] and n != ANSWER_SITE]
         log_joint = _site_sum(model_trace, shape)
@@ -56,8 +60,10 @@ def _chunk_log_weights(program, guide, questions, answers, from_guide: int, from
         elif guide_fraction == 1:
             log_proposal = _site_sum(guide_trace, shape)
         else:
-            log_proposal = torch.logaddexp(math.log(guide_fraction) + _site_sum(guide_trace, shape),
-                                           math.log1p(-guide_fraction) + _site_sum(model_trace, shape, latents))
+            log_proposal = torch.logaddexp(
+                math.log(guide_fraction) + _site_sum(guide_trace, shape),
+                math.log1p(-guide_fraction) + _site_sum(model_trace, shape, latents),
+            )
         parts.append(log_joint - log_proposal)
     return torch.cat(parts, dim=0)
 
@@ -99,8 +105,17 @@ def log_weights(
             for p_start in range(0, num_particles, particles_per_chunk):
                 p_end = min(num_particles, p_start + particles_per_chunk)
                 from_guide = max(0, min(p_end, num_guide) - p_start)
-                rows.append(_chunk_log_weights(program, guide, q_chunk, a_chunk, from_guide,
-                                               p_end - p_start - from_guide, guide_fraction))
+                rows.append(
+                    _chunk_log_weights(
+                        program,
+                        guide,
+                        q_chunk,
+                        a_chunk,
+                        from_guide,
+                        p_end - p_start - from_guide,
+                        guide_fraction,
+                    )
+                )
                 if progress is not None:
                     progress((p_end - p_start) * len(index))
             chunk = torch.cat(rows, dim=0)
@@ -121,8 +136,9 @@ def _enumerated_values(sites) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def enumerated_log_weights(program: StringProgram, guide, questions: StringBatch, answers: StringBatch,
-                           sites) -> tuple[torch.Tensor, torch.Tensor]:
+def enumerated_log_weights(
+    program: StringProgram, guide, questions: StringBatch, answers: StringBatch, sites
+) -> tuple[torch.Tensor, torch.Tensor]:
     """For discrete latents only: every joint latent value as a particle.
 
     Returns ``(log_w, log_q)``, both ``Tensor[K, B]`` with ``K`` the number of joint values, where
@@ -131,11 +147,15 @@ def enumerated_log_weights(program: StringProgram, guide, questions: StringBatch
     values = _enumerated_values(sites)
     count = next(iter(values.values())).shape[0]
     dtype = torch.get_default_dtype()
-    values = {n: v.to(questions.tokens.device).to(dtype if sites[n].family == "bernoulli" else torch.long)
-              for n, v in values.items()}
+    values = {
+        n: v.to(questions.tokens.device).to(dtype if sites[n].family == "bernoulli" else torch.long)
+        for n, v in values.items()
+    }
     with pyro.plate("particles", count, dim=PARTICLE_DIM):
         guide_trace = poutine.trace(poutine.condition(guide, data=values)).get_trace(questions, answers)
-        model_trace = poutine.trace(poutine.condition(program.model, data=values)).get_trace(questions, answers)
+        model_trace = poutine.trace(poutine.condition(program.model, data=values)).get_trace(
+            questions, answers
+        )
     shape = torch.Size([count, len(answers)])
     log_q = _site_sum(guide_trace, shape)
     return _site_sum(model_trace, shape) - log_q, log_q

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from retro.errors import RetroError
 from retro.models.base import Imitator
 from retro.models.latent import LatentSeq2Seq
 from retro.models.mixture import MixtureSeq2Seq
 from retro.models.seq2seq import Seq2Seq
+
+from retro.errors import RetroError
 from retro.text import codec_from_config
 
-__all__ = ["Imitator", "Seq2Seq", "LatentSeq2Seq", "MixtureSeq2Seq", "IMITATORS", "make_imitator",
-           "imitator_from_config"]
+__all__ = [
+    "Imitator",
+    "Seq2Seq",
+    "LatentSeq2Seq",
+    "MixtureSeq2Seq",
+    "IMITATORS",
+    "make_imitator",
+    "imitator_from_config",
+]
 
 IMITATORS: dict[str, type[Imitator]] = {cls.name: cls for cls in (Seq2Seq, LatentSeq2Seq, MixtureSeq2Seq)}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
+from retro.models.seq2seq import Seq2Seq
 from torch import nn
 
-from retro.models.seq2seq import Seq2Seq
 from retro.text import Codec, StringBatch
 
 __all__ = ["MixtureSeq2Seq"]
@@ -30,7 +30,9 @@ class MixtureSeq2Seq(Seq2Seq):
         style_dim: int = 16,
     ):
         super().__init__(codec, max_length, hidden_dim, decoder, extra_context_dim=style_dim)
-        self.remember_config(hidden_dim=hidden_dim, decoder=decoder, num_styles=num_styles, style_dim=style_dim)
+        self.remember_config(
+            hidden_dim=hidden_dim, decoder=decoder, num_styles=num_styles, style_dim=style_dim
+        )
         self.style_logits = nn.Linear(self.encoder.output_dim, num_styles)
         self.style_embedding = nn.Embedding(num_styles, style_dim)
 

@@ -39,7 +39,9 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def write_checkpoint(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
+def write_checkpoint(
+    directory: str | os.PathLike, tensors: dict[str, torch.Tensor], config: dict[str, Any]
+) -> None:
     """Write ``tensors`` and ``config`` into ``directory`` (created if needed), each file atomically."""
     text = json.dumps(config, indent=2, sort_keys=True)  # fails before anything on disk is touched
     directory = Path(directory)
@@ -68,5 +70,7 @@ def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tenso
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"checkpoint {str(directory)!r}: {WEIGHTS_FILE} is corrupt ({message})") from None
+        raise CheckpointError(
+            f"checkpoint {str(directory)!r}: {WEIGHTS_FILE} is corrupt ({message})"
+        ) from None
     return tensors, config

@@ -11,9 +11,9 @@ import csv
 import io
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from retro.errors import RetroError
 from retro.text import Codec, CodecError
@@ -40,8 +40,11 @@ class Pairs:
         return len(self.answers)
 
     def subset(self, indices: Sequence[int]) -> Pairs:
-        return Pairs([self.questions[i] for i in indices], [self.answers[i] for i in indices],
-                     [self.locations[i] for i in indices])
+        return Pairs(
+            [self.questions[i] for i in indices],
+            [self.answers[i] for i in indices],
+            [self.locations[i] for i in indices],
+        )
 
     def validate(self, codec: Codec, max_length: int) -> None:
         """Check that every question and answer is encodable and no answer is longer than ``max_length``."""
@@ -53,7 +56,9 @@ class Pairs:
                     raise DataError(f"{where}: {field}: {e}") from None
                 if field == "answer" and len(ids) > max_length:
                     shown = text if len(text) <= 40 else text[:37] + "..."
-                    raise DataError(f"{where}: answer {shown!r} is {len(ids)} tokens long; max_length is {max_length}")
+                    raise DataError(
+                        f"{where}: answer {shown!r} is {len(ids)} tokens long; max_length is {max_length}"
+                    )
 
 
 def _decode_utf8(path: Path) -> str:
@@ -62,8 +67,9 @@ def _decode_utf8(path: Path) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{path}: line {line} is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
-                        ) from None
+        raise DataError(
+            f"{path}: line {line} is not valid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
+        ) from None
 
 
 def _checked_record(record: object, where: str) -> tuple[str, str]:

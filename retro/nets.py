@@ -148,6 +148,8 @@ class StringEncoder(nn.Module):
     def forward(self, batch: StringBatch) -> torch.Tensor:
         # Encode each string with its EOS so the empty string has a state too.
         lengths = (batch.lengths + 1).clamp(max=batch.width).cpu()
-        packed = pack_padded_sequence(self.embed(batch.tokens), lengths, batch_first=True, enforce_sorted=False)
+        packed = pack_padded_sequence(
+            self.embed(batch.tokens), lengths, batch_first=True, enforce_sorted=False
+        )
         _, h = self.gru(packed)  # [2, N, H]
         return torch.cat([h[0], h[1]], dim=-1)

@@ -12,7 +12,8 @@ The contract (see :mod:`retro.models.base` for the user-facing description):
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pyro
 import torch
@@ -67,7 +68,9 @@ class StringProgram(PyroModule):
         return StringBatch.from_strings(questions, self.codec, device=self.device, what="question")
 
     def encode_answers(self, answers: Sequence[str]) -> StringBatch:
-        return StringBatch.from_strings(answers, self.codec, self.max_length, device=self.device, what="answer")
+        return StringBatch.from_strings(
+            answers, self.codec, self.max_length, device=self.device, what="answer"
+        )
 
     @torch.no_grad()
     def sample(self, questions: Sequence[str], num_samples: int = 1) -> list[list[str]]:

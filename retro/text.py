@@ -15,8 +15,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -172,7 +173,9 @@ class StringBatch:
         """Wrap EOS-padded tokens (e.g. samples); rows without an EOS are cut at the width."""
         is_eos = tokens == eos
         width = tokens.shape[-1]
-        lengths = torch.where(is_eos.any(-1), is_eos.long().argmax(-1), torch.full_like(tokens[..., 0], width))
+        lengths = torch.where(
+            is_eos.any(-1), is_eos.long().argmax(-1), torch.full_like(tokens[..., 0], width)
+        )
         return StringBatch(tokens, lengths)
 
     def __len__(self) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
+from retro.models import IMITATORS, Imitator, make_imitator
 
 from retro.distributions import StringDistribution
 from retro.humans import HUMANS, make_human
-from retro.models import IMITATORS, Imitator, make_imitator
 from retro.nets import GRUDecoder, StringEncoder
 from retro.text import AlphabetCodec
 
@@ -31,15 +31,25 @@ class CareImitator(Imitator):
             mood = pyro.sample("mood", dist.Categorical(logits=torch.zeros(2, device=code.device)))
             care = pyro.sample("care", dist.Normal(torch.zeros((), device=code.device), 1.0))
             shape = torch.broadcast_shapes(code.shape[:-1], mood.shape, care.shape)
-            context = torch.cat([code.expand(shape + code.shape[-1:]), self.mood(mood).expand(shape + (4,)),
-                                 care.expand(shape)[..., None]], -1)
-            return self.observe(StringDistribution(self.decoder, context, self.max_length, self.codec.eos),
-                                answers)
+            context = torch.cat(
+                [
+                    code.expand(shape + code.shape[-1:]),
+                    self.mood(mood).expand(shape + (4,)),
+                    care.expand(shape)[..., None],
+                ],
+                -1,
+            )
+            return self.observe(
+                StringDistribution(self.decoder, context, self.max_length, self.codec.eos), answers
+            )
 
 
 # A tiny codec per program for exhaustive enumeration, and questions it can encode.
-TINY_ALPHABET = {"arithmetic": "0123456789+-=", "numbers": "0123456789abcdefghijklmnopqrstuvwxyz -",
-                 "typist": "abcdefghijklmnopqrstuvwxyz"}
+TINY_ALPHABET = {
+    "arithmetic": "0123456789+-=",
+    "numbers": "0123456789abcdefghijklmnopqrstuvwxyz -",
+    "typist": "abcdefghijklmnopqrstuvwxyz",
+}
 TINY_QUESTIONS = {"arithmetic": ["1+2", "3-5"], "numbers": ["7", "12"], "typist": ["go", "hi"]}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from retro.cli import demo, listing, sample, score, train
 from retro.errors import RetroError

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from typing import Any, Iterable, NamedTuple, TextIO
+from collections.abc import Iterable
+from typing import Any, NamedTuple, TextIO
 
 import torch
 

@@ -17,8 +17,11 @@ from retro.cli.common import add_seed, seed_everything, write_records
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="train, score with every estimator, compare against exact",
-                              description=__doc__.splitlines()[0])
+    p = subparsers.add_parser(
+        "demo",
+        help="train, score with every estimator, compare against exact",
+        description=__doc__.splitlines()[0],
+    )
     p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
     p.add_argument("--minutes", type=float, default=2.5, help="training wall-time cap (default 2.5)")
     p.add_argument("--steps", type=int, default=3000)
@@ -35,11 +38,18 @@ def _estimators(particles: int):
     return [
         ("exact", lambda m, g, q, a: exact(m, q, a)),
         ("elbo", lambda m, g, q, a: elbo(m, q, a, guide=g, num_particles=max(10, particles // 10))),
-        ("importance[guide]", lambda m, g, q, a: importance(m, q, a, guide=g, proposal="guide",
-                                                             num_particles=particles)),
-        ("importance[prior]", lambda m, g, q, a: importance(m, q, a, proposal="prior", num_particles=particles)),
-        ("importance[mixture]", lambda m, g, q, a: importance(m, q, a, guide=g, proposal="mixture",
-                                                               num_particles=particles)),
+        (
+            "importance[guide]",
+            lambda m, g, q, a: importance(m, q, a, guide=g, proposal="guide", num_particles=particles),
+        ),
+        (
+            "importance[prior]",
+            lambda m, g, q, a: importance(m, q, a, proposal="prior", num_particles=particles),
+        ),
+        (
+            "importance[mixture]",
+            lambda m, g, q, a: importance(m, q, a, guide=g, proposal="mixture", num_particles=particles),
+        ),
     ]
 
 
@@ -85,11 +95,25 @@ def run(args) -> int:
     heldout_q, heldout_a = human.draw(n_heldout, seed=args.seed + 1)
     imitator = LatentSeq2Seq(max_length=16, hidden_dim=64, latent_dim=1)
     guide = AmortizedGuide(imitator, hidden_dim=32)
-    print(f"Training a latent imitator (1-D z) on {n_train} answers of the 'arithmetic' human "
-          f"(at most {steps} steps, {args.minutes} min)...", file=sys.stderr)
-    report = train(imitator, questions, answers, guide=guide, heldout=(heldout_q, heldout_a),
-                   config=TrainConfig(steps=steps, minutes=args.minutes, eval_every=max(10, steps // 6),
-                                      seed=args.seed, progress=sys.stderr.isatty()))
+    print(
+        f"Training a latent imitator (1-D z) on {n_train} answers of the 'arithmetic' human "
+        f"(at most {steps} steps, {args.minutes} min)...",
+        file=sys.stderr,
+    )
+    report = train(
+        imitator,
+        questions,
+        answers,
+        guide=guide,
+        heldout=(heldout_q, heldout_a),
+        config=TrainConfig(
+            steps=steps,
+            minutes=args.minutes,
+            eval_every=max(10, steps // 6),
+            seed=args.seed,
+            progress=sys.stderr.isatty(),
+        ),
+    )
 
     human_exact = summarize(exact(human, heldout_q, heldout_a)).log_prob_mean
     rows, errors, means, reference = [], {}, {}, None
@@ -103,21 +127,42 @@ def run(args) -> int:
             reference = [r.log_prob for r in records]
         errors[name] = [r.log_prob - x for r, x in zip(records, reference)]
         means[name] = summary.log_prob_mean
-        rows.append({"method": name, "mean_log_prob": summary.log_prob_mean, "stderr": summary.stderr,
-                     "mean_abs_error": sum(abs(e) for e in errors[name]) / len(records),
-                     "mean_khat": None if math.isnan(summary.khat_mean) else summary.khat_mean,
-                     "seconds": seconds})
+        rows.append(
+            {
+                "method": name,
+                "mean_log_prob": summary.log_prob_mean,
+                "stderr": summary.stderr,
+                "mean_abs_error": sum(abs(e) for e in errors[name]) / len(records),
+                "mean_khat": None if math.isnan(summary.khat_mean) else summary.khat_mean,
+                "seconds": seconds,
+            }
+        )
 
-    print(f"\nHeld-out answers: {n_heldout}; trained {report.steps} steps in {report.seconds:.0f} s; "
-          f"importance particles: {particles}")
+    print(
+        f"\nHeld-out answers: {n_heldout}; trained {report.steps} steps in {report.seconds:.0f} s; "
+        f"importance particles: {particles}"
+    )
     write_records(rows, "table")
     print(f"(the human's own exact log p on the same answers: {human_exact:.4f} nats per answer)\n")
     samples = imitator.sample(heldout_q[:5], num_samples=3)
-    write_records([{"question": q, "human": a, "imitator samples": " | ".join(s)}
-                   for q, a, s in zip(heldout_q, heldout_a, samples)], "table")
-    result = {"human": "arithmetic", "imitator": imitator.config(), "train_steps": report.steps,
-              "train_seconds": report.seconds, "heldout_answers": n_heldout, "particles": particles,
-              "human_exact_log_prob_mean": human_exact, "rows": rows, "history": report.history}
+    write_records(
+        [
+            {"question": q, "human": a, "imitator samples": " | ".join(s)}
+            for q, a, s in zip(heldout_q, heldout_a, samples)
+        ],
+        "table",
+    )
+    result = {
+        "human": "arithmetic",
+        "imitator": imitator.config(),
+        "train_steps": report.steps,
+        "train_seconds": report.seconds,
+        "heldout_answers": n_heldout,
+        "particles": particles,
+        "human_exact_log_prob_mean": human_exact,
+        "rows": rows,
+        "history": report.history,
+    }
     (out / "table.json").write_text(json.dumps(result, indent=2))
     _plot(out / "estimators.png", errors, human_exact, means)
     print(f"\nWrote {out / 'table.json'} and {out / 'estimators.png'}")

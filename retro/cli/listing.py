@@ -30,4 +30,6 @@ def _register(name: str, help_text: str, run):
 
 
 humans_command = SimpleNamespace(register=_register("humans", "list the built-in synthetic humans", _humans))
-imitators_command = SimpleNamespace(register=_register("imitators", "list the built-in imitators", _imitators))
+imitators_command = SimpleNamespace(
+    register=_register("imitators", "list the built-in imitators", _imitators)
+)

@@ -8,7 +8,9 @@ from retro.errors import RetroError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("sample", help="draw answers from a model", description="Draw answers from a model.")
+    p = subparsers.add_parser(
+        "sample", help="draw answers from a model", description="Draw answers from a model."
+    )
     p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
     p.add_argument("--questions", nargs="+", default=None, help="questions to answer")
     p.add_argument("--data", default=None, help="take the questions from this data spec instead")
@@ -29,7 +31,10 @@ def run(args) -> int:
     model = load_model(args.model, args.device)
     questions = args.questions or load_pairs(args.data, n=args.n, seed=args.seed).questions
     samples = model.program.sample(questions, num_samples=args.num_samples)
-    rows = [{"question": q, "sample": i, "answer": s} for q, answers in zip(questions, samples)
-            for i, s in enumerate(answers)]
+    rows = [
+        {"question": q, "sample": i, "answer": s}
+        for q, answers in zip(questions, samples)
+        for i, s in enumerate(answers)
+    ]
     write_records(rows, args.format)
     return 0

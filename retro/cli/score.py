@@ -11,15 +11,24 @@ METHODS = ("exact", "elbo", "importance")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("score", help="estimate log p(answer | question) for each answer",
-                              description="Estimate log p(answer | question) for each human answer.")
+    p = subparsers.add_parser(
+        "score",
+        help="estimate log p(answer | question) for each answer",
+        description="Estimate log p(answer | question) for each human answer.",
+    )
     p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
     p.add_argument("--n", type=int, default=None, help="score the first N pairs (or draw N from a human)")
     p.add_argument("--method", choices=METHODS, default="importance")
-    p.add_argument("--proposal", choices=("guide", "prior", "mixture"), default=None,
-                   help="importance proposal (default: guide when the model has one, else prior)")
-    p.add_argument("--particles", type=int, default=None, help="particles per answer (default 1000; elbo 100)")
+    p.add_argument(
+        "--proposal",
+        choices=("guide", "prior", "mixture"),
+        default=None,
+        help="importance proposal (default: guide when the model has one, else prior)",
+    )
+    p.add_argument(
+        "--particles", type=int, default=None, help="particles per answer (default 1000; elbo 100)"
+    )
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--out", default=None, help="write to this file instead of stdout")
     p.add_argument("--device", default="cpu")
@@ -38,13 +47,22 @@ def score_records(model, pairs, method: str, proposal: str | None, particles: in
         return exact(model.program, q, a)
     if method == "elbo":
         if model.guide is None:
-            raise RetroError(f"model {model.spec} has no trained guide, which the ELBO needs (try importance)")
+            raise RetroError(
+                f"model {model.spec} has no trained guide, which the ELBO needs (try importance)"
+            )
         return elbo(model.program, q, a, guide=model.guide, num_particles=particles or 100, progress=progress)
     proposal = proposal or ("guide" if model.guide is not None else "prior")
     if proposal != "prior" and model.guide is None:
         raise RetroError(f"model {model.spec} has no trained guide; use --proposal prior")
-    return importance(model.program, q, a, guide=model.guide, proposal=proposal,
-                      num_particles=particles or 1000, progress=progress)
+    return importance(
+        model.program,
+        q,
+        a,
+        guide=model.guide,
+        proposal=proposal,
+        num_particles=particles or 1000,
+        progress=progress,
+    )
 
 
 def run(args) -> int:

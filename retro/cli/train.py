@@ -13,9 +13,12 @@ from retro.errors import RetroError
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train an imitator by retrodiction",
-                              description="Train a built-in imitator by maximizing the ELBO; the checkpoint "
-                              "with the best held-out log p is kept in --out.")
+    p = subparsers.add_parser(
+        "train",
+        help="train an imitator by retrodiction",
+        description="Train a built-in imitator by maximizing the ELBO; the checkpoint "
+        "with the best held-out log p is kept in --out.",
+    )
     p.add_argument("--imitator", required=True, help="built-in imitator name (see 'retro imitators')")
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
     p.add_argument("--out", required=True, help="directory for the checkpoint")
@@ -47,10 +50,17 @@ def run(args) -> int:
     if (out / CONFIG_FILE).exists() and not args.overwrite:
         raise RetroError(f"{out} already holds a checkpoint; pass --overwrite to replace it")
     seed_everything(args.seed)
-    extra = {k: v for k, v in (("latent_dim", args.latent_dim), ("num_styles", args.num_styles)) if v is not None}
+    extra = {
+        k: v for k, v in (("latent_dim", args.latent_dim), ("num_styles", args.num_styles)) if v is not None
+    }
     try:
-        imitator = make_imitator(args.imitator, max_length=args.max_length, hidden_dim=args.hidden_dim,
-                                 decoder=args.decoder, **extra)
+        imitator = make_imitator(
+            args.imitator,
+            max_length=args.max_length,
+            hidden_dim=args.hidden_dim,
+            decoder=args.decoder,
+            **extra,
+        )
     except TypeError as e:
         raise RetroError(f"imitator {args.imitator!r}: {e}") from None
     imitator.to(args.device)
@@ -59,23 +69,56 @@ def run(args) -> int:
         train_pairs, heldout = pairs, load_data(args.heldout, imitator, None, args.seed + 1)
     else:
         train_pairs, heldout = split_pairs(pairs, 0.1, args.seed)
-    guide = AmortizedGuide(imitator, hidden_dim=max(32, args.hidden_dim // 2)).to(args.device) \
-        if latent_sites(imitator) else None
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-                         minutes=args.minutes, eval_every=args.eval_every, seed=args.seed,
-                         progress=sys.stderr.isatty())
-    info = {"data": args.data, "train_pairs": len(train_pairs), "heldout_pairs": len(heldout),
-            "config": {k: v for k, v in vars(config).items()}}
+    guide = (
+        AmortizedGuide(imitator, hidden_dim=max(32, args.hidden_dim // 2)).to(args.device)
+        if latent_sites(imitator)
+        else None
+    )
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        minutes=args.minutes,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        progress=sys.stderr.isatty(),
+    )
+    info = {
+        "data": args.data,
+        "train_pairs": len(train_pairs),
+        "heldout_pairs": len(heldout),
+        "config": {k: v for k, v in vars(config).items()},
+    }
 
     def save(report) -> None:
-        save_trained(out, imitator, guide, {**info, "best_step": report.best_step,
-                                             "best_heldout_log_prob": report.best_heldout})
+        save_trained(
+            out,
+            imitator,
+            guide,
+            {**info, "best_step": report.best_step, "best_heldout_log_prob": report.best_heldout},
+        )
 
-    report = train(imitator, train_pairs.questions, train_pairs.answers, guide=guide,
-                   heldout=(heldout.questions, heldout.answers), config=config, on_improve=save)
+    report = train(
+        imitator,
+        train_pairs.questions,
+        train_pairs.answers,
+        guide=guide,
+        heldout=(heldout.questions, heldout.answers),
+        config=config,
+        on_improve=save,
+    )
     with open(out / "history.jsonl", "w", encoding="utf-8") as f:
         for row in report.history:
             f.write(json.dumps(row) + "\n")
-    print(json.dumps({"out": str(out), "steps": report.steps, "seconds": round(report.seconds, 1),
-                      "best_step": report.best_step, "best_heldout_log_prob": report.best_heldout}))
+    print(
+        json.dumps(
+            {
+                "out": str(out),
+                "steps": report.steps,
+                "seconds": round(report.seconds, 1),
+                "best_step": report.best_step,
+                "best_heldout_log_prob": report.best_heldout,
+            }
+        )
+    )
     return 0

@@ -14,7 +14,9 @@ from retro.text import Codec
 
 __all__ = ["HUMANS", "SyntheticHuman", "ArithmeticHuman", "NumberHuman", "TypistHuman", "make_human"]
 
-HUMANS: dict[str, type[SyntheticHuman]] = {cls.name: cls for cls in (ArithmeticHuman, NumberHuman, TypistHuman)}
+HUMANS: dict[str, type[SyntheticHuman]] = {
+    cls.name: cls for cls in (ArithmeticHuman, NumberHuman, TypistHuman)
+}
 
 
 def make_human(name: str, codec: Codec | None = None, max_length: int = 32) -> SyntheticHuman:

@@ -11,7 +11,8 @@ like any imitator's: normalized over all strings up to ``max_length``.
 from __future__ import annotations
 
 import random
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -101,7 +102,9 @@ class SyntheticHuman(StringProgram):
         """Noisy copy of ``intended[..., max_length + 1]`` with typo ``rate[...]`` (broadcast together)."""
         shape = torch.broadcast_shapes(intended.shape[:-1], rate.shape)
         rate = rate.to(torch.get_default_dtype())
-        context = torch.cat([intended.expand(shape + intended.shape[-1:]).to(rate.dtype), rate.expand(shape)[..., None]], -1)
+        context = torch.cat(
+            [intended.expand(shape + intended.shape[-1:]).to(rate.dtype), rate.expand(shape)[..., None]], -1
+        )
         return StringDistribution(self.decoder, context, self.max_length, self.codec.eos)
 
     def draw(self, n: int, seed: int = 0) -> tuple[list[str], list[str]]:

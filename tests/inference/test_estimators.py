@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from retro.humans import make_human
 from retro.inference import AmortizedGuide, elbo, exact, importance
 from retro.inference.exact import QUADRATURE_NODES, exact_log_prob
 from retro.inference.sites import latent_sites
 from retro.inference.train import TrainConfig, train
+
+from retro.humans import make_human
 
 HUMANS_WITH_LATENTS = ["arithmetic", "numbers", "typist"]
 
@@ -40,8 +40,13 @@ def trained_guides():
         human = make_human(name)
         questions, answers = human.draw(400, seed=2)
         guide = AmortizedGuide(human, hidden_dim=32, example=(questions[:1], answers[:1]))
-        train(human, questions, answers, guide=guide,
-              config=TrainConfig(steps=100, batch_size=32, learning_rate=1e-2, eval_every=1000, progress=False))
+        train(
+            human,
+            questions,
+            answers,
+            guide=guide,
+            config=TrainConfig(steps=100, batch_size=32, learning_rate=1e-2, eval_every=1000, progress=False),
+        )
         guides[name] = (human.double(), guide.double())
     return guides
 
@@ -59,7 +64,9 @@ def test_elbo_is_below_exact(name, trained_guides, float64):
     assert finite.mean() > 0.5  # the trained guide proposes possible latents for most answers
 
 
-@pytest.mark.parametrize(("name", "proposal"), [("typist", "guide")] + [(n, "mixture") for n in HUMANS_WITH_LATENTS])
+@pytest.mark.parametrize(
+    ("name", "proposal"), [("typist", "guide")] + [(n, "mixture") for n in HUMANS_WITH_LATENTS]
+)
 def test_guided_importance_agrees_with_exact(name, proposal, trained_guides, float64):
     """A Normal guide fits the typist's continuous posterior; a briefly trained discrete guide can be confidently
     wrong (weights p/q of ~1e10 on the style it rarely proposes), which the defensive mixture guards against."""
@@ -105,8 +112,9 @@ def test_memory_bound_does_not_change_results(float64):
     big = [r.log_prob for r in exact(human, questions, answers, max_rows=100_000)]
     small = [r.log_prob for r in exact(human, questions, answers, max_rows=3000)]
     assert np.allclose(big, small, rtol=0, atol=1e-12)
-    chunked, stderr = _arrays(importance(human, questions, answers, proposal="prior", num_particles=500,
-                                         max_rows=64))
+    chunked, stderr = _arrays(
+        importance(human, questions, answers, proposal="prior", num_particles=500, max_rows=64)
+    )
     assert np.mean(np.abs(chunked - np.array(big)) <= 4 * stderr) >= 0.9
 
 

@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-
 from retro.inference.psis import khat_threshold, pareto_khat
 
 

@@ -2,12 +2,12 @@ import math
 
 import pytest
 import torch
-
-from retro.errors import RetroError
-from retro.humans import make_human
 from retro.inference import AmortizedGuide, exact, summarize
 from retro.inference.train import TrainConfig, elbo_loss, train
 from retro.models import make_imitator
+
+from retro.errors import RetroError
+from retro.humans import make_human
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +20,19 @@ def data():
 def test_training_improves_exact_heldout_log_prob(name, data):
     (q, a), (hq, ha) = data
     torch.manual_seed(0)
-    imitator = make_imitator(name, max_length=16, hidden_dim=48, **({"num_styles": 3} if name == "mixture" else {}))
+    imitator = make_imitator(
+        name, max_length=16, hidden_dim=48, **({"num_styles": 3} if name == "mixture" else {})
+    )
     guide = AmortizedGuide(imitator, hidden_dim=32) if name == "mixture" else None
     before = summarize(exact(imitator, hq, ha))
-    report = train(imitator, q, a, guide=guide, heldout=(hq, ha),
-                   config=TrainConfig(steps=150, eval_every=75, progress=False))
+    report = train(
+        imitator,
+        q,
+        a,
+        guide=guide,
+        heldout=(hq, ha),
+        config=TrainConfig(steps=150, eval_every=75, progress=False),
+    )
     after = summarize(exact(imitator, hq, ha))
     # an improvement of many standard errors of the held-out mean, measured exactly (not by the estimator)
     assert after.log_prob_mean - before.log_prob_mean > 4 * (after.stderr + before.stderr)
@@ -44,7 +52,9 @@ def test_discrete_guide_parameters_receive_gradient(data):
 def test_minutes_cap_and_nan_loss(data):
     (q, a), (hq, ha) = data
     imitator = make_imitator("seq2seq", max_length=16, hidden_dim=16)
-    report = train(imitator, q, a, config=TrainConfig(steps=10**6, minutes=0.05, eval_every=10**6, progress=False))
+    report = train(
+        imitator, q, a, config=TrainConfig(steps=10**6, minutes=0.05, eval_every=10**6, progress=False)
+    )
     assert report.steps < 10**6 and report.seconds < 30
     with torch.no_grad():
         imitator.decoder.out.bias.fill_(math.nan)

@@ -8,12 +8,12 @@ import math
 import pyro
 import pytest
 import torch
-from pyro import poutine
-
 from programs import PROGRAM_NAMES, CareImitator, tiny_program
-from retro.humans import HUMANS
+from pyro import poutine
 from retro.inference import AmortizedGuide, elbo, exact, importance, latent_sites
 from retro.inference.exact import exact_log_prob
+
+from retro.humans import HUMANS
 from retro.program import ANSWER_SITE
 from retro.text import StringBatch
 
@@ -42,13 +42,17 @@ def test_normalized_for_fixed_latents(name, float64):
     program.double()
     tokens = all_strings(program.codec, program.max_length)
     sites = latent_sites(program, questions[:1], [""])
-    condition = {n: torch.tensor(1 if s.discrete else 0.7).expand((len(questions),) + s.event_shape)
-                 for n, s in sites.items()}
+    condition = {
+        n: torch.tensor(1 if s.discrete else 0.7).expand((len(questions),) + s.event_shape)
+        for n, s in sites.items()
+    }
     total = answer_log_prob(program, questions, tokens, condition).exp().sum(0)
     assert torch.allclose(total, torch.ones_like(total), atol=1e-6), total
 
 
-@pytest.mark.parametrize("name", [n for n in PROGRAM_NAMES if n not in ("latent", "typist", CareImitator.name)])
+@pytest.mark.parametrize(
+    "name", [n for n in PROGRAM_NAMES if n not in ("latent", "typist", CareImitator.name)]
+)
 def test_normalized_marginally(name, float64):
     """Enumerable programs: exact marginal log p summed over every string is 1."""
     program, questions = tiny_program(name)
@@ -67,8 +71,9 @@ def test_normalized_marginally_by_quadrature(name, float64):
     program, questions = tiny_program(name)
     program.double()
     if name == "latent":
-        program = type(program)(codec=program.codec, max_length=program.max_length, hidden_dim=16,
-                                latent_dim=1).double()
+        program = type(program)(
+            codec=program.codec, max_length=program.max_length, hidden_dim=16, latent_dim=1
+        ).double()
     tokens = all_strings(program.codec, 2)
     answers = StringBatch.from_tokens(tokens, program.codec.eos)
     program.max_length = 2
@@ -87,16 +92,25 @@ def test_particles_by_answers_is_one_vectorized_call(name, float64):
     with pyro.plate("particles", 5, dim=-2):
         trace = poutine.trace(program.model).get_trace(q, a)
     trace.compute_log_prob()
-    joint = sum(site["log_prob"] for site in trace.nodes.values()
-                if site["type"] == "sample" and "log_prob" in site).expand(5, len(questions))
-    latents = {n: s["value"] for n, s in trace.nodes.items()
-               if s["type"] == "sample" and not s["is_observed"] and n != ANSWER_SITE and n != "particles"}
+    joint = sum(
+        site["log_prob"] for site in trace.nodes.values() if site["type"] == "sample" and "log_prob" in site
+    ).expand(5, len(questions))
+    latents = {
+        n: s["value"]
+        for n, s in trace.nodes.items()
+        if s["type"] == "sample" and not s["is_observed"] and n != ANSWER_SITE and n != "particles"
+    }
     for k in range(5):
-        one = poutine.trace(poutine.condition(program.model, {n: v[k] if v.dim() >= 2 and v.shape[0] == 5 else v
-                                                              for n, v in latents.items()})).get_trace(q, a)
+        one = poutine.trace(
+            poutine.condition(
+                program.model,
+                {n: v[k] if v.dim() >= 2 and v.shape[0] == 5 else v for n, v in latents.items()},
+            )
+        ).get_trace(q, a)
         one.compute_log_prob()
-        expected = sum(site["log_prob"] for site in one.nodes.values()
-                       if site["type"] == "sample" and "log_prob" in site)
+        expected = sum(
+            site["log_prob"] for site in one.nodes.values() if site["type"] == "sample" and "log_prob" in site
+        )
         assert torch.allclose(joint[k], expected.expand(len(questions)), atol=1e-9)
 
 
@@ -121,8 +135,11 @@ def test_sample_frequencies_match_log_prob(name, float64):
 
 def _has_exact(program, questions):
     sites = latent_sites(program, questions[:1], [""])
-    return all(s.discrete for s in sites.values()) or len(sites) == 1 and math.prod(
-        next(iter(sites.values())).event_shape) == 1
+    return (
+        all(s.discrete for s in sites.values())
+        or len(sites) == 1
+        and math.prod(next(iter(sites.values())).event_shape) == 1
+    )
 
 
 @pytest.mark.parametrize("name", PROGRAM_NAMES)
@@ -130,8 +147,10 @@ def test_every_estimator_runs(name):
     program, questions = tiny_program(name)
     answers = [s[0] for s in program.sample(questions)]
     guide = AmortizedGuide(program, hidden_dim=8, example=(questions[:1], answers[:1]))
-    results = [importance(program, questions, answers, guide=guide, proposal=p, num_particles=30)
-               for p in ("guide", "prior", "mixture")]
+    results = [
+        importance(program, questions, answers, guide=guide, proposal=p, num_particles=30)
+        for p in ("guide", "prior", "mixture")
+    ]
     results.append(elbo(program, questions, answers, guide=guide, num_particles=30))
     if _has_exact(program, questions):
         results.append(exact(program, questions, answers))
@@ -157,7 +176,8 @@ def test_save_load_round_trip(name, tmp_path):
     torch.manual_seed(0)
     before = importance(program, questions, answers, guide=guide, proposal="mixture", num_particles=10)
     torch.manual_seed(0)
-    after = importance(loaded.imitator, questions, answers, guide=loaded.guide, proposal="mixture",
-                       num_particles=10)
+    after = importance(
+        loaded.imitator, questions, answers, guide=loaded.guide, proposal="mixture", num_particles=10
+    )
     assert [r.log_prob for r in before] == [r.log_prob for r in after]
     assert loaded.info == {"note": "test"}

@@ -8,7 +8,11 @@ def test_round_trip(tmp_path):
     tensors = {"a": torch.randn(3, 2), "b": torch.arange(4)}
     write_checkpoint(tmp_path / "c", tensors, {"x": 1})
     loaded, config = read_checkpoint(tmp_path / "c")
-    assert config == {"x": 1} and torch.equal(loaded["a"], tensors["a"]) and torch.equal(loaded["b"], tensors["b"])
+    assert (
+        config == {"x": 1}
+        and torch.equal(loaded["a"], tensors["a"])
+        and torch.equal(loaded["b"], tensors["b"])
+    )
 
 
 def test_missing_truncated_and_corrupt(tmp_path):

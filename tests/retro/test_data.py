@@ -16,7 +16,7 @@ def write(path, text, mode="w"):
 
 
 def test_jsonl_and_csv(tmp_path):
-    rows = [{"question": "2+2", "answer": "4"}, {"question": "q, with comma", "answer": "a \"quoted\""}]
+    rows = [{"question": "2+2", "answer": "4"}, {"question": "q, with comma", "answer": 'a "quoted"'}]
     jsonl = write(tmp_path / "d.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n\n")
     csv_path = write(tmp_path / "d.csv", 'question,answer\n2+2,4\n"q, with comma","a ""quoted"""\n')
     for spec in (jsonl, csv_path):
@@ -32,9 +32,16 @@ def test_human_spec_is_seeded():
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [
-        (b'{"question": "a", "answer": "b"}\n{"question": "c", "answer": "\xff"}\n', "d.jsonl",
-         r"line 2 is not valid UTF-8"),
-        ('{"question": "a", "answer": "b"}\n{"question": "a", answer}\n', "d.jsonl", r"line 2: malformed JSON"),
+        (
+            b'{"question": "a", "answer": "b"}\n{"question": "c", "answer": "\xff"}\n',
+            "d.jsonl",
+            r"line 2 is not valid UTF-8",
+        ),
+        (
+            '{"question": "a", "answer": "b"}\n{"question": "a", answer}\n',
+            "d.jsonl",
+            r"line 2: malformed JSON",
+        ),
         ('{"question": "a"}\n', "d.jsonl", r"line 1: missing field 'answer'"),
         ('{"question": "a", "answer": 3}\n', "d.jsonl", r"line 1: field 'answer' must be a string"),
         ("question,reply\na,b\n", "d.csv", r"missing column 'answer'"),
@@ -56,8 +63,12 @@ def test_missing_file_and_unknown_human():
 
 
 def test_validation_names_the_line(tmp_path):
-    path = write(tmp_path / "d.jsonl", '{"question": "a", "answer": "ok"}\n{"question": "b", "answer": "toolong"}\n')
-    with pytest.raises(DataError, match=r"d.jsonl line 2: answer 'toolong' is 7 tokens long; max_length is 4"):
+    path = write(
+        tmp_path / "d.jsonl", '{"question": "a", "answer": "ok"}\n{"question": "b", "answer": "toolong"}\n'
+    )
+    with pytest.raises(
+        DataError, match=r"d.jsonl line 2: answer 'toolong' is 7 tokens long; max_length is 4"
+    ):
         load_pairs(path).validate(ByteCodec(), 4)
     with pytest.raises(DataError, match=r"line 1: answer: character 'o' at position 0"):
         load_pairs(path).validate(AlphabetCodec("abk"), 10)

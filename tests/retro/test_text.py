@@ -15,7 +15,9 @@ def test_byte_codec_round_trips_any_string():
 
 def test_alphabet_codec_names_character_and_position():
     codec = AlphabetCodec("abc")
-    with pytest.raises(CodecError, match=r"character 'x' at position 2 of 'abxc' is not in the alphabet 'abc'"):
+    with pytest.raises(
+        CodecError, match=r"character 'x' at position 2 of 'abxc' is not in the alphabet 'abc'"
+    ):
         codec.encode("abxc")
 
 
