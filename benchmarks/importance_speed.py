@@ -10,8 +10,9 @@ proposal. Methods, all under ``torch.no_grad`` and all starting from lists of st
 * ``torch``: the same estimator written by hand in plain PyTorch on the *same* modules (imitator encoder and
   decoder, guide encoders, hidden layer and head), with the same memory bound (``max_rows`` particle x answer
   rows decoded at once) and the same EOS / ``max_length`` masking as ``StringDistribution.log_prob``. It
-  computes the estimate and its delta-method standard error, nothing else. ``torch_length_bucketed`` runs it
-  on groups of equal-length answers (no decoder steps spent on padding), to show what padding costs.
+  computes the estimate and its delta-method standard error, nothing else. Like retro, it runs on groups of
+  equal-length answers (no decoder steps spent on padding); ``torch_padded`` runs it on the whole padded batch
+  at once, to show what padding costs.
 * ``pyro_importance``: ``pyro.infer.Importance(model, guide, num_samples=K)``, one run per answer (its log
   weights are whole-trace sums, so per-answer numbers need a batch of one); it loops over particles in Python,
   so it runs on a few answers only and its time per answer is extrapolated.
@@ -284,12 +285,9 @@ def run_particles(args, imitator, guide, questions, answers, num_particles: int)
     timings = measure(
         {
             "retro": (lambda: retro_importance(imitator, guide, questions, answers, k), None),
-            "torch": (lambda: torch_importance(imitator, guide, questions, answers, k), None),
+            "torch": (lambda: torch_importance_bucketed(imitator, guide, questions, answers, k), None),
             "retro_log_weights": (lambda: retro_log_weights(imitator, guide, questions, answers, k), None),
-            "torch_length_bucketed": (
-                lambda: torch_importance_bucketed(imitator, guide, questions, answers, k),
-                None,
-            ),
+            "torch_padded": (lambda: torch_importance(imitator, guide, questions, answers, k), None),
             "renyi": (
                 lambda: renyi(imitator, guide, questions[:r], answers[:r], k),
                 lambda: renyi(imitator, guide, questions[:2], answers[:2], k),
@@ -340,8 +338,8 @@ def run_particles(args, imitator, guide, questions, answers, num_particles: int)
         "ratio_retro_log_weights_vs_torch": ratio(per["retro_log_weights"], per["torch"]),
         "renyi_chunked_s_per_answer": per["renyi_chunked"],
         "ratio_renyi_chunked_vs_retro": ratio(per["renyi_chunked"], per["retro"]),
-        "torch_length_bucketed_s_per_answer": per["torch_length_bucketed"],
-        "ratio_torch_length_bucketed_vs_torch": ratio(per["torch_length_bucketed"], per["torch"]),
+        "torch_padded_s_per_answer": per["torch_padded"],
+        "ratio_torch_padded_vs_torch": ratio(per["torch_padded"], per["torch"]),
         "cpu_s_per_answer": cpu,
         "ratio_retro_vs_torch_cpu": ratio(cpu["retro"], cpu["torch"]),
         "pyro_importance_answers_timed": m,

@@ -17,7 +17,7 @@ TIMES = (
     "renyi_s_per_answer",
     "retro_log_weights_s_per_answer",
     "renyi_chunked_s_per_answer",
-    "torch_length_bucketed_s_per_answer",
+    "torch_padded_s_per_answer",
 )
 RATIOS = (
     "ratio_retro_vs_torch",
@@ -25,7 +25,7 @@ RATIOS = (
     "ratio_renyi_vs_retro",
     "ratio_retro_log_weights_vs_torch",
     "ratio_renyi_chunked_vs_retro",
-    "ratio_torch_length_bucketed_vs_torch",
+    "ratio_torch_padded_vs_torch",
     "ratio_retro_vs_torch_cpu",
 )
 
