@@ -55,13 +55,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pyro
 import torch
-from retro.inference import AmortizedGuide, importance
-from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
-from retro.models import LatentSeq2Seq
 from torch.nn import functional as F
 
 import retro
 from retro.humans import make_human
+from retro.inference import AmortizedGuide, importance
+from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
+from retro.models import LatentSeq2Seq
 from retro.text import StringBatch
 
 AGREEMENT_SIGMAS = 5.0

@@ -6,14 +6,14 @@ import math
 from collections.abc import Sequence
 
 import torch
+
+from retro.errors import RetroError
 from retro.inference.exact import exact
 from retro.inference.importance import sampled_log_weights
 from retro.inference.results import AnswerEstimate
 from retro.inference.sites import latent_sites
 from retro.inference.weighted import records_from_log_weights
 from retro.inference.weights import DEFAULT_MAX_ROWS, enumerated_log_weights
-
-from retro.errors import RetroError
 from retro.program import StringProgram
 
 __all__ = ["elbo"]

@@ -11,11 +11,11 @@ import torch
 from pyro import poutine
 from pyro.distributions import Normal
 from pyro.infer import config_enumerate
+
+from retro.errors import RetroError
 from retro.inference.results import AnswerEstimate
 from retro.inference.sites import LatentSite, base_distribution, latent_sites, sample_sites
 from retro.inference.weights import DEFAULT_MAX_ROWS
-
-from retro.errors import RetroError
 from retro.program import PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 

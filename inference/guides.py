@@ -14,9 +14,9 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
-from retro.inference.sites import LatentSite, latent_sites
 from torch import nn
 
+from retro.inference.sites import LatentSite, latent_sites
 from retro.nets import StringEncoder
 from retro.program import ANSWER_PLATE, StringProgram
 from retro.text import StringBatch

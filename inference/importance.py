@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from tqdm.auto import tqdm
+
+from retro.errors import RetroError
 from retro.inference.exact import exact
 from retro.inference.results import AnswerEstimate
 from retro.inference.sites import latent_sites
 from retro.inference.weighted import records_from_log_weights
 from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
-from tqdm.auto import tqdm
-
-from retro.errors import RetroError
 from retro.program import StringProgram
 
 __all__ = ["importance", "PROPOSALS", "guide_fraction_of"]

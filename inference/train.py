@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO, config_enumerate
-from retro.inference.guides import AmortizedGuide
-from retro.inference.importance import importance
-from retro.inference.results import summarize
 from tqdm.auto import tqdm
 
 from retro.errors import RetroError
+from retro.inference.guides import AmortizedGuide
+from retro.inference.importance import importance
+from retro.inference.results import summarize
 from retro.program import StringProgram
 
 __all__ = ["TrainConfig", "TrainReport", "train", "elbo_loss"]

@@ -6,11 +6,11 @@ import os
 from typing import Any, NamedTuple
 
 import torch
-from retro.inference.guides import AmortizedGuide
-from retro.models import Imitator, imitator_from_config
 
 from retro.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from retro.errors import RetroError
+from retro.inference.guides import AmortizedGuide
+from retro.models import Imitator, imitator_from_config
 
 __all__ = ["TrainedImitator", "save_trained", "load_trained"]
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+
 from retro.inference.psis import pareto_khat
 from retro.inference.results import AnswerEstimate, Kind
 

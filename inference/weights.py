@@ -13,8 +13,8 @@ import math
 import pyro
 import torch
 from pyro import poutine
-from retro.inference.sites import sample_sites
 
+from retro.inference.sites import sample_sites
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 

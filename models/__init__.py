@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from retro.errors import RetroError
 from retro.models.base import Imitator
 from retro.models.latent import LatentSeq2Seq
 from retro.models.mixture import MixtureSeq2Seq
 from retro.models.seq2seq import Seq2Seq
-
-from retro.errors import RetroError
 from retro.text import codec_from_config
 
 __all__ = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from retro.models.seq2seq import Seq2Seq
 from torch import nn
 
+from retro.models.seq2seq import Seq2Seq
 from retro.text import Codec, StringBatch
 
 __all__ = ["MixtureSeq2Seq"]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from retro.models.base import Imitator
 
 from retro.distributions import StringDistribution
+from retro.models.base import Imitator
 from retro.nets import StringEncoder, make_decoder
 from retro.text import Codec, StringBatch
 

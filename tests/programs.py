@@ -5,10 +5,10 @@ from __future__ import annotations
 import pyro
 import pyro.distributions as dist
 import torch
-from retro.models import IMITATORS, Imitator, make_imitator
 
 from retro.distributions import StringDistribution
 from retro.humans import HUMANS, make_human
+from retro.models import IMITATORS, Imitator, make_imitator
 from retro.nets import GRUDecoder, StringEncoder
 from retro.text import AlphabetCodec
 
@@ -62,7 +62,15 @@ def tiny_program(name: str, max_length: int = 3):
     codec = AlphabetCodec("ab")
     if name == CareImitator.name:
         return CareImitator(codec, max_length), ["ab", "b"]
+    if name == TRANSFORMER_LATENT:
+        return make_imitator(
+            "latent", codec=codec, max_length=max_length, hidden_dim=16, decoder="transformer"
+        ), [
+            "ab",
+            "b",
+        ]
     return make_imitator(name, codec=codec, max_length=max_length, hidden_dim=16), ["ab", "b"]
 
 
-PROGRAM_NAMES = sorted(IMITATORS) + sorted(HUMANS) + [CareImitator.name]
+TRANSFORMER_LATENT = "latent[transformer]"
+PROGRAM_NAMES = sorted(IMITATORS) + [TRANSFORMER_LATENT] + sorted(HUMANS) + [CareImitator.name]

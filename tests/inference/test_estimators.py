@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+from retro.humans import make_human
 from retro.inference import AmortizedGuide, elbo, exact, importance
 from retro.inference.exact import QUADRATURE_NODES, exact_log_prob
 from retro.inference.sites import latent_sites
 from retro.inference.train import TrainConfig, train
-
-from retro.humans import make_human
 
 HUMANS_WITH_LATENTS = ["arithmetic", "numbers", "typist"]
 

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+
 from retro.inference.psis import khat_threshold, pareto_khat
 
 

@@ -2,12 +2,12 @@ import math
 
 import pytest
 import torch
-from retro.inference import AmortizedGuide, exact, summarize
-from retro.inference.train import TrainConfig, elbo_loss, train
-from retro.models import make_imitator
 
 from retro.errors import RetroError
 from retro.humans import make_human
+from retro.inference import AmortizedGuide, exact, summarize
+from retro.inference.train import TrainConfig, elbo_loss, train
+from retro.models import make_imitator
 
 
 @pytest.fixture(scope="module")
