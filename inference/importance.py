@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from retro.errors import RetroError
 from retro.inference.exact import exact

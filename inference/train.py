@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO, config_enumerate
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from retro.errors import RetroError
 from retro.inference.guides import AmortizedGuide
