@@ -23,8 +23,8 @@ def register(subparsers) -> None:
         description=__doc__.splitlines()[0],
     )
     p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
-    p.add_argument("--minutes", type=float, default=2.5, help="training wall-time cap (default 2.5)")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--minutes", type=float, default=3.0, help="training wall-time cap (default 3)")
+    p.add_argument("--steps", type=int, default=10000, help="training steps at most (default 10000)")
     p.add_argument("--heldout", type=int, default=100, help="held-out answers scored (default 100)")
     p.add_argument("--particles", type=int, default=1000, help="importance particles (default 1000)")
     p.add_argument("--smoke", action="store_true", help="a tiny run, for tests")

@@ -6,6 +6,7 @@ import sys
 
 from retro.cli.common import FORMATS, add_seed, load_data, load_model, seed_everything, write_records
 from retro.errors import RetroError
+from retro.inference.results import summarize
 
 METHODS = ("exact", "elbo", "importance")
 
@@ -31,26 +32,52 @@ def register(subparsers) -> None:
     )
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--out", default=None, help="write to this file instead of stdout")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=None,
+        help="particle x answer rows evaluated at once: bounds memory (default 8192)",
+    )
     p.add_argument("--device", default="cpu")
     add_seed(p)
     p.set_defaults(run=run)
 
 
-def score_records(model, pairs, method: str, proposal: str | None, particles: int | None, progress: bool):
+def score_records(
+    model,
+    pairs,
+    method: str,
+    proposal: str | None,
+    particles: int | None,
+    progress: bool,
+    max_rows: int | None = None,
+):
     """Run one estimator over ``pairs``; returns the per-answer records."""
     from retro.inference import elbo, exact, importance
+    from retro.inference.weights import DEFAULT_MAX_ROWS
 
     if particles is not None and particles < 1:
         raise RetroError(f"--particles must be >= 1, got {particles}")
+    if max_rows is not None and max_rows < 1:
+        raise RetroError(f"--max-rows must be >= 1, got {max_rows}")
+    max_rows = max_rows or DEFAULT_MAX_ROWS
     q, a = pairs.questions, pairs.answers
     if method == "exact":
-        return exact(model.program, q, a)
+        return exact(model.program, q, a, max_rows=max_rows)
     if method == "elbo":
         if model.guide is None:
             raise RetroError(
                 f"model {model.spec} has no trained guide, which the ELBO needs (try importance)"
             )
-        return elbo(model.program, q, a, guide=model.guide, num_particles=particles or 100, progress=progress)
+        return elbo(
+            model.program,
+            q,
+            a,
+            guide=model.guide,
+            num_particles=particles or 100,
+            progress=progress,
+            max_rows=max_rows,
+        )
     proposal = proposal or ("guide" if model.guide is not None else "prior")
     if proposal != "prior" and model.guide is None:
         raise RetroError(f"model {model.spec} has no trained guide; use --proposal prior")
@@ -69,11 +96,20 @@ def run(args) -> int:
     seed_everything(args.seed)
     model = load_model(args.model, args.device)
     pairs = load_data(args.data, model.program, args.n, args.seed)
-    records = score_records(model, pairs, args.method, args.proposal, args.particles, sys.stderr.isatty())
+    records = score_records(
+        model, pairs, args.method, args.proposal, args.particles, sys.stderr.isatty(), args.max_rows
+    )
     rows = [r.to_dict() for r in records]
     if args.out:
         with open(args.out, "w", encoding="utf-8", newline="") as f:
             write_records(rows, args.format, f)
     else:
         write_records(rows, args.format)
+    summary = summarize(records)
+    line = (
+        f"{summary.method}: mean log p {summary.log_prob_mean:.4f} +- {summary.stderr:.4f} nats per answer "
+        f"over {summary.num_answers} answers (mean k-hat {summary.khat_mean:.3f})"
+    )
+    # A table on the terminal ends with its summary; machine-readable output stays pure.
+    print(line, file=sys.stdout if args.format == "table" and not args.out else sys.stderr)
     return 0

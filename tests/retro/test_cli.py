@@ -225,3 +225,25 @@ def test_demo_smoke(tmp_path, capsys):
 def test_entry_point_installed():
     result = subprocess.run([sys.executable, "-m", "retro.cli", "humans"], capture_output=True, text=True)
     assert result.returncode == 0 and "typist" in result.stdout
+
+
+def test_score_table_ends_with_summary_and_max_rows_bounds_nothing_visible(trained_dir, capsys):
+    code, out, _ = run(
+        capsys,
+        "score",
+        "--model",
+        str(trained_dir),
+        "--data",
+        "human:arithmetic",
+        "--n",
+        "5",
+        "--method",
+        "importance",
+        "--proposal",
+        "prior",
+        "--particles",
+        "40",
+        "--max-rows",
+        "16",
+    )
+    assert code == 0 and out.splitlines()[-1].startswith("importance[prior]: mean log p")
