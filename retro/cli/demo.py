@@ -53,7 +53,7 @@ def _estimators(particles: int):
     ]
 
 
-def _plot(path: Path, errors: dict[str, list[float]], human_mean: float, means: dict[str, float]) -> None:
+def _plot(path: Path, errors: dict[str, list[float]], human_mean: float, rows: list[dict]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,11 +66,20 @@ def _plot(path: Path, errors: dict[str, list[float]], human_mean: float, means: 
     left.axhline(0.0, color="k", lw=0.8)
     left.set_ylabel("estimate - exact log p (nats)")
     left.set_title("Per-answer error of each estimator")
-    right.barh(list(means), list(means.values()), color="tab:blue")
-    right.axvline(human_mean, color="tab:red", ls="--", label="human's own exact log p")
+    positions = range(len(rows))
+    right.errorbar(
+        [r["mean_log_prob"] for r in rows],
+        positions,
+        xerr=[r["stderr"] for r in rows],
+        fmt="o",
+        capsize=3,
+        label="imitator (mean +- standard error)",
+    )
+    right.axvline(human_mean, color="tab:red", ls="--", label="the human's own exact log p")
+    right.set_yticks(list(positions), [r["method"] for r in rows])
     right.set_xlabel("mean log p of held-out human answers (nats)")
-    right.set_title("Retrodiction score")
-    right.legend(loc="lower left")
+    right.set_title("Retrodiction score of the imitator, by estimator")
+    right.legend(loc="best", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -116,7 +125,7 @@ def run(args) -> int:
     )
 
     human_exact = summarize(exact(human, heldout_q, heldout_a)).log_prob_mean
-    rows, errors, means, reference = [], {}, {}, None
+    rows, errors, reference = [], {}, None
     for name, estimate in _estimators(particles):
         torch.manual_seed(args.seed)
         start = time.perf_counter()
@@ -126,7 +135,6 @@ def run(args) -> int:
         if reference is None:
             reference = [r.log_prob for r in records]
         errors[name] = [r.log_prob - x for r, x in zip(records, reference)]
-        means[name] = summary.log_prob_mean
         rows.append(
             {
                 "method": name,
@@ -164,6 +172,6 @@ def run(args) -> int:
         "history": report.history,
     }
     (out / "table.json").write_text(json.dumps(result, indent=2))
-    _plot(out / "estimators.png", errors, human_exact, means)
+    _plot(out / "estimators.png", errors, human_exact, rows)
     print(f"\nWrote {out / 'table.json'} and {out / 'estimators.png'}")
     return 0
