@@ -14,7 +14,7 @@ from pyro.infer import config_enumerate
 
 from retro.errors import RetroError
 from retro.inference.results import AnswerEstimate
-from retro.inference.sites import LatentSite, base_distribution, latent_sites, sample_sites
+from retro.inference.sites import LatentSite, base_distribution, latent_sites, trace_log_prob
 from retro.inference.weights import DEFAULT_MAX_ROWS
 from retro.program import PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
@@ -25,18 +25,11 @@ QUADRATURE_NODES = 801
 QUADRATURE_HALF_WIDTH = 9.0  # prior standard deviations on each side
 
 
-def _sum_sites(trace) -> torch.Tensor:
-    total = 0.0
-    for _, site in sample_sites(trace):
-        total = total + site["fn"].log_prob(site["value"])
-    return total
-
-
 def _enumerated(program: StringProgram, questions: StringBatch, answers: StringBatch) -> torch.Tensor:
     model = poutine.enum(
         config_enumerate(program.model, default="parallel"), first_available_dim=PARTICLE_DIM
     )
-    joint = _sum_sites(poutine.trace(model).get_trace(questions, answers))  # [S_n, ..., S_1, B]
+    joint = trace_log_prob(poutine.trace(model).get_trace(questions, answers))  # [S_n, ..., S_1, B]
     return joint.reshape(-1, joint.shape[-1]).logsumexp(0) if joint.dim() > 1 else joint
 
 
@@ -57,7 +50,7 @@ def _quadrature(program, site: LatentSite, questions, answers, nodes: int) -> to
         trace = poutine.trace(poutine.condition(program.model, data={site.name: grid})).get_trace(
             questions, answers
         )
-    joint = _sum_sites(trace).expand(nodes, len(answers))  # log p(answer, z) on the grid
+    joint = trace_log_prob(trace).expand(nodes, len(answers))  # log p(answer, z) on the grid
     trapezoid = torch.zeros(nodes, 1, dtype=joint.dtype, device=joint.device)
     trapezoid[[0, -1]] = math.log(0.5)
     step = (scale.reshape(len(answers)) * (u[1] - u[0])).log()

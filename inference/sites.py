@@ -14,7 +14,7 @@ from pyro.poutine.util import site_is_subsample
 from retro.errors import RetroError
 from retro.program import ANSWER_SITE, StringProgram
 
-__all__ = ["LatentSite", "latent_sites", "base_distribution", "sample_sites"]
+__all__ = ["LatentSite", "latent_sites", "base_distribution", "sample_sites", "trace_log_prob"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,17 @@ def sample_sites(trace):
     for name, site in trace.nodes.items():
         if site["type"] == "sample" and not site_is_subsample(site):
             yield name, site
+
+
+def trace_log_prob(trace, names=None) -> torch.Tensor | None:
+    """Sum of ``log_prob`` over the trace's sample sites (or those in ``names``), broadcast together; ``None``
+    when no site counts."""
+    total = None
+    for name, site in sample_sites(trace):
+        if names is None or name in names:
+            log_prob = site["fn"].log_prob(site["value"])
+            total = log_prob if total is None else total + log_prob
+    return total
 
 
 def base_distribution(fn: dist.Distribution) -> dist.Distribution:

@@ -14,7 +14,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from retro.inference.sites import sample_sites
+from retro.inference.sites import sample_sites, trace_log_prob
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 
@@ -24,12 +24,8 @@ DEFAULT_MAX_ROWS = 8192  # particle x answer rows decoded at once
 
 
 def _site_sum(trace, shape: torch.Size, names=None) -> torch.Tensor:
-    total = torch.zeros(shape)
-    for name, site in sample_sites(trace):
-        if names is not None and name not in names:
-            continue
-        total = total.to(site["value"].device) + site["fn"].log_prob(site["value"])
-    return total.expand(shape)
+    total = trace_log_prob(trace, names)
+    return torch.zeros(shape) if total is None else total.expand(shape)
 
 
 def _chunk_log_weights(
