@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import random
 
-import pyro
-import pyro.distributions as dist
-import torch
-
-from retro.humans.base import SyntheticHuman
-from retro.text import StringBatch
+from retro.humans.base import StyledHuman
 
 __all__ = ["ArithmeticHuman"]
 
 
-class ArithmeticHuman(SyntheticHuman):
+class ArithmeticHuman(StyledHuman):
     """Questions like ``"12+7"``. Style (latent, per answer): *terse* ``"19"`` (few typos), *verbose*
     ``"12+7=19"``, or *sloppy* (terse, many typos). Exact log p: sum over the three styles."""
 
@@ -36,12 +31,3 @@ class ArithmeticHuman(SyntheticHuman):
 
     def draw_question(self, rng: random.Random) -> str:
         return f"{rng.randint(0, 20)}{rng.choice('+-')}{rng.randint(0, 20)}"
-
-    def model(self, questions: StringBatch, answers: StringBatch | None = None) -> torch.Tensor:
-        intended = self._intended_tokens(questions)
-        probs = torch.tensor(self.style_probs, device=intended.device)
-        rates = torch.tensor(self.typo_rates, device=intended.device)
-        with self.answers_plate(questions):
-            style = pyro.sample("style", dist.Categorical(probs))
-            chosen = intended[torch.arange(len(questions), device=intended.device), style]
-            return self.observe(self.answer_distribution(chosen, rates[style]), answers)

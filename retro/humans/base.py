@@ -14,6 +14,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+import pyro
+import pyro.distributions as dist
 import torch
 from torch import nn
 
@@ -22,7 +24,7 @@ from retro.errors import RetroError
 from retro.program import StringProgram
 from retro.text import Codec, StringBatch
 
-__all__ = ["NoisyCopyDecoder", "SyntheticHuman"]
+__all__ = ["NoisyCopyDecoder", "SyntheticHuman", "StyledHuman"]
 
 
 class NoisyCopyDecoder(nn.Module):
@@ -120,3 +122,19 @@ class SyntheticHuman(StringProgram):
 
     def config(self) -> dict[str, Any]:
         return {"human": self.name, **super().config()}
+
+
+class StyledHuman(SyntheticHuman):
+    """A human whose per-answer latent is a discrete style (prior ``style_probs``), each with its typo rate."""
+
+    style_probs: tuple[float, ...] = (1.0,)
+    typo_rates: tuple[float, ...] = (0.0,)
+
+    def model(self, questions: StringBatch, answers: StringBatch | None = None) -> torch.Tensor:
+        intended = self._intended_tokens(questions)
+        probs = torch.tensor(self.style_probs, device=intended.device)
+        rates = torch.tensor(self.typo_rates, device=intended.device)
+        with self.answers_plate(questions):
+            style = pyro.sample("style", dist.Categorical(probs))
+            chosen = intended[torch.arange(len(questions), device=intended.device), style]
+            return self.observe(self.answer_distribution(chosen, rates[style]), answers)

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import random
 
-import pyro
-import pyro.distributions as dist
-import torch
-
-from retro.humans.base import SyntheticHuman
-from retro.text import StringBatch
+from retro.humans.base import StyledHuman
 
 __all__ = ["NumberHuman", "number_to_words"]
 
@@ -30,7 +25,7 @@ def number_to_words(n: int) -> str:
     return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + number_to_words(rest))
 
 
-class NumberHuman(SyntheticHuman):
+class NumberHuman(StyledHuman):
     """Questions are numbers in digits (``"342"``); the answer writes it back in *digits* or in *words*
     (``"three hundred forty-two"``), the style being a latent. Typos in the letters/digits alphabet."""
 
@@ -46,12 +41,3 @@ class NumberHuman(SyntheticHuman):
 
     def draw_question(self, rng: random.Random) -> str:
         return str(rng.choice([rng.randint(0, 20), rng.randint(0, 99), rng.randint(100, 999)]))
-
-    def model(self, questions: StringBatch, answers: StringBatch | None = None) -> torch.Tensor:
-        intended = self._intended_tokens(questions)
-        probs = torch.tensor(self.style_probs, device=intended.device)
-        rates = torch.tensor(self.typo_rates, device=intended.device)
-        with self.answers_plate(questions):
-            style = pyro.sample("style", dist.Categorical(probs))
-            chosen = intended[torch.arange(len(questions), device=intended.device), style]
-            return self.observe(self.answer_distribution(chosen, rates[style]), answers)
