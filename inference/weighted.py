@@ -32,33 +32,28 @@ def records_from_log_weights(
 
 
 def _records(lw: np.ndarray, questions, answers, method: str, kind: Kind) -> list[AnswerEstimate]:
+    """All answers at once: ``lw`` is ``[B, K]``."""
     num_particles = lw.shape[1]
+    top = lw.max(axis=1, keepdims=True)
+    possible = np.isfinite(top[:, 0])
+    w = np.exp(lw - np.where(possible[:, None], top, 0.0))  # an answer with every weight 0 stays all-zero
+    mean_w = w.mean(axis=1)
+    ess = np.where(possible, w.sum(axis=1) ** 2 / (w**2).sum(axis=1), 0.0)
+    ddof = 1 if num_particles > 1 else 0  # one particle: no spread to estimate (nan below)
+    if kind == "lower_bound":
+        estimate = lw.mean(axis=1)
+        stderr = lw.std(axis=1, ddof=ddof) / math.sqrt(num_particles)
+    else:
+        estimate = top[:, 0] + np.log(mean_w)
+        stderr = w.std(axis=1, ddof=ddof) / math.sqrt(num_particles) / mean_w
+    if num_particles == 1:
+        stderr = np.full_like(stderr, np.nan)
+    estimate = np.where(possible, estimate, -np.inf)
+    stderr = np.where(possible, stderr, np.nan)
     khat = pareto_khat(lw)
-    records = []
-    for b in range(lw.shape[0]):  # cheap per-answer arithmetic on a [K] row
-        row = lw[b]
-        top = row.max()
-        if not np.isfinite(top):
-            estimate, stderr, ess = float(top), float("nan"), 0.0
-        else:
-            w = np.exp(row - top)
-            mean_w = w.mean()
-            ess = float(w.sum() ** 2 / (w**2).sum())
-            if kind == "lower_bound":
-                estimate = float(row.mean())
-                stderr = (
-                    float(row.std(ddof=1) / math.sqrt(num_particles)) if num_particles > 1 else float("nan")
-                )
-            else:
-                estimate = float(top + math.log(mean_w))
-                stderr = (
-                    float(w.std(ddof=1) / math.sqrt(num_particles) / mean_w)
-                    if num_particles > 1
-                    else float("nan")
-                )
-        records.append(
-            AnswerEstimate(
-                questions[b], answers[b], estimate, stderr, ess, float(khat[b]), num_particles, method, kind
-            )
+    return [
+        AnswerEstimate(q, a, e, s, n, k, num_particles, method, kind)
+        for q, a, e, s, n, k in zip(
+            questions, answers, estimate.tolist(), stderr.tolist(), ess.tolist(), khat.tolist()
         )
-    return records
+    ]
