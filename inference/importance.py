@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -16,7 +16,7 @@ from retro.inference.weighted import records_from_log_weights
 from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
 from retro.program import StringProgram
 
-__all__ = ["importance", "PROPOSALS", "guide_fraction_of"]
+__all__ = ["importance", "importance_with_weights", "WeightedEstimates", "PROPOSALS", "guide_fraction_of"]
 
 Proposal = Literal["guide", "prior", "mixture"]
 PROPOSALS = ("guide", "prior", "mixture")
@@ -43,6 +43,13 @@ def sampled_log_weights(
         )
 
 
+class WeightedEstimates(NamedTuple):
+    """Per-answer records and the log weights ``[K, B]`` they came from (``None`` when no weights were drawn)."""
+
+    records: list[AnswerEstimate]
+    log_weights: torch.Tensor | None
+
+
 def importance(
     program: StringProgram,
     questions: Sequence[str],
@@ -63,11 +70,28 @@ def importance(
 
     A program without latents gets its exact value (one particle suffices).
     """
+    return importance_with_weights(
+        program, questions, answers, guide, proposal, num_particles, mixture_weight, max_rows, progress
+    ).records
+
+
+def importance_with_weights(
+    program: StringProgram,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    guide=None,
+    proposal: Proposal = "guide",
+    num_particles: int = 1000,
+    mixture_weight: float = 0.5,
+    max_rows: int = DEFAULT_MAX_ROWS,
+    progress: bool = False,
+) -> WeightedEstimates:
+    """:func:`importance`, also returning the log weights (e.g. for :func:`retro.inference.psis.to_inference_data`)."""
     if not latent_sites(program, questions[:1], answers[:1]):
-        return exact(program, questions, answers, max_rows=max_rows)
+        return WeightedEstimates(exact(program, questions, answers, max_rows=max_rows), None)
     fraction = guide_fraction_of(proposal, mixture_weight)
     method = f"importance[{proposal}]"
     log_w = sampled_log_weights(
         program, questions, answers, num_particles, guide, fraction, max_rows, progress, method
     )
-    return records_from_log_weights(log_w, questions, answers, method, "estimate")
+    return WeightedEstimates(records_from_log_weights(log_w, questions, answers, method, "estimate"), log_w)

@@ -1,4 +1,4 @@
-"""Pareto k-hat diagnostics of importance weights (PSIS, Vehtari et al. 2024).
+"""Pareto k-hat diagnostics of importance weights (PSIS, Vehtari et al. 2024), and export to ArviZ.
 
 This is the only module that calls ArviZ, so moving to ArviZ 1.x touches one place.
 """
@@ -7,12 +7,24 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
+import torch
 
-__all__ = ["pareto_khat", "khat_threshold", "MIN_DRAWS"]
+from retro.inference.results import AnswerEstimate
+
+__all__ = ["pareto_khat", "khat_threshold", "to_inference_data", "MIN_DRAWS"]
 
 MIN_DRAWS = 25  # below this the Pareto tail has < 5 points (ArviZ would answer inf)
+
+
+def _arviz():
+    with warnings.catch_warnings():  # ArviZ 0.23 warns about its 1.x migration on import
+        warnings.simplefilter("ignore")
+        import arviz
+
+    return arviz
 
 
 def khat_threshold(num_draws: int) -> float:
@@ -37,8 +49,31 @@ def pareto_khat(log_weights: np.ndarray) -> np.ndarray:
         return out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import arviz as az
-
-        _, khat = az.psislw(log_weights[finite])
+        _, khat = _arviz().psislw(log_weights[finite])
     out[finite] = np.asarray(khat, dtype=np.float64)
     return out
+
+
+def to_inference_data(log_weights: torch.Tensor, records: Sequence[AnswerEstimate]):
+    """ArviZ ``InferenceData`` of per-answer importance log weights (particles as draws of one chain).
+
+    Group ``sample_stats`` holds ``log_weights[chain=1, draw=K, answer=B]``; ``constant_data`` holds each answer's
+    question, answer, estimate, standard error, ESS and k-hat. ArviZ's tools work on it directly:
+
+        >>> import arviz as az  # doctest: +SKIP
+        >>> lw = idata.sample_stats.log_weights.stack(__sample__=("chain", "draw"))  # doctest: +SKIP
+        >>> smoothed, khat = az.psislw(lw)  # doctest: +SKIP
+        >>> az.plot_khat(khat)  # doctest: +SKIP
+    """
+    lw = log_weights.detach().to(torch.float64).cpu().numpy()
+    if lw.shape[1] != len(records):
+        raise ValueError(f"{lw.shape[1]} columns of log weights for {len(records)} records")
+    fields = ("question", "answer", "log_prob", "stderr", "ess", "khat")
+    constant = {f: np.array([getattr(r, f) for r in records]) for f in fields}
+    return _arviz().from_dict(
+        sample_stats={"log_weights": lw[None]},
+        constant_data=constant,
+        coords={"answer_index": np.arange(len(records))},
+        dims={name: ["answer_index"] for name in ("log_weights", *fields)},
+        attrs={"method": records[0].method if records else "", "num_particles": lw.shape[0]},
+    )

@@ -31,7 +31,11 @@ def register(subparsers) -> None:
         "--particles", type=int, default=None, help="particles per answer (default 1000; elbo 100)"
     )
     p.add_argument("--format", choices=FORMATS, default="table")
-    p.add_argument("--out", default=None, help="write to this file instead of stdout")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="write to this file instead of stdout; FILE.nc: ArviZ InferenceData with the log weights",
+    )
     p.add_argument(
         "--max-rows",
         type=int,
@@ -52,8 +56,9 @@ def score_records(
     progress: bool,
     max_rows: int | None = None,
 ):
-    """Run one estimator over ``pairs``; returns the per-answer records."""
-    from retro.inference import elbo, exact, importance
+    """Run one estimator over ``pairs``; returns the per-answer records and the log weights (importance only)."""
+    from retro.inference import elbo, exact
+    from retro.inference.importance import importance_with_weights
     from retro.inference.weights import DEFAULT_MAX_ROWS
 
     if particles is not None and particles < 1:
@@ -63,13 +68,13 @@ def score_records(
     max_rows = max_rows or DEFAULT_MAX_ROWS
     q, a = pairs.questions, pairs.answers
     if method == "exact":
-        return exact(model.program, q, a, max_rows=max_rows)
+        return exact(model.program, q, a, max_rows=max_rows), None
     if method == "elbo":
         if model.guide is None:
             raise RetroError(
                 f"model {model.spec} has no trained guide, which the ELBO needs (try importance)"
             )
-        return elbo(
+        records = elbo(
             model.program,
             q,
             a,
@@ -78,10 +83,11 @@ def score_records(
             progress=progress,
             max_rows=max_rows,
         )
+        return records, None
     proposal = proposal or ("guide" if model.guide is not None else "prior")
     if proposal != "prior" and model.guide is None:
         raise RetroError(f"model {model.spec} has no trained guide; use --proposal prior")
-    return importance(
+    return importance_with_weights(
         model.program,
         q,
         a,
@@ -96,15 +102,25 @@ def run(args) -> int:
     seed_everything(args.seed)
     model = load_model(args.model, args.device)
     pairs = load_data(args.data, model.program, args.n, args.seed)
-    records = score_records(
+    netcdf = bool(args.out) and args.out.endswith(".nc")
+    if netcdf and args.method != "importance":
+        raise RetroError("--out FILE.nc holds importance weights: use it with --method importance")
+    records, log_weights = score_records(
         model, pairs, args.method, args.proposal, args.particles, sys.stderr.isatty(), args.max_rows
     )
-    rows = [r.to_dict() for r in records]
-    if args.out:
+    if netcdf:
+        if log_weights is None:
+            raise RetroError(
+                f"model {model.spec} has no latents, so there are no importance weights to export"
+            )
+        from retro.inference.psis import to_inference_data
+
+        to_inference_data(log_weights, records).to_netcdf(args.out)
+    elif args.out:
         with open(args.out, "w", encoding="utf-8", newline="") as f:
-            write_records(rows, args.format, f)
+            write_records([r.to_dict() for r in records], args.format, f)
     else:
-        write_records(rows, args.format)
+        write_records([r.to_dict() for r in records], args.format)
     summary = summarize(records)
     line = (
         f"{summary.method}: mean log p {summary.log_prob_mean:.4f} +- {summary.stderr:.4f} nats per answer "

@@ -30,3 +30,22 @@ def test_light_tails_have_small_khat_and_zero_weights_are_allowed():
 def test_threshold_follows_vehtari_2024():
     assert math.isclose(khat_threshold(100), 0.5)
     assert khat_threshold(10**6) == 0.7
+
+
+def test_inference_data_export_round_trips_the_weights():
+    import torch
+
+    from retro.humans import make_human
+    from retro.inference.importance import importance_with_weights
+    from retro.inference.psis import to_inference_data
+
+    human = make_human("typist")
+    questions, answers = human.draw(6, seed=0)
+    records, log_weights = importance_with_weights(
+        human, questions, answers, proposal="prior", num_particles=80
+    )
+    idata = to_inference_data(log_weights, records)
+    stored = torch.tensor(idata.sample_stats.log_weights.values[0])
+    assert torch.equal(stored, log_weights.double())
+    assert list(idata.constant_data.answer.values) == answers
+    assert np.allclose(idata.constant_data.log_prob.values, [r.log_prob for r in records])

@@ -137,3 +137,21 @@ def test_demo_smoke(tmp_path, capsys):
 def test_entry_point_installed():
     result = subprocess.run([sys.executable, "-m", "retro.cli", "humans"], capture_output=True, text=True)
     assert result.returncode == 0 and "typist" in result.stdout
+
+
+def test_score_exports_inference_data(trained_dir, capsys, tmp_path):
+    import arviz as az
+
+    target = tmp_path / "weights.nc"
+    code, _, _ = run(
+        capsys, f"score --model {trained_dir} --data human:arithmetic --n 4 --particles 50 --out {target}"
+    )
+    idata = az.from_netcdf(target)
+    log_weights = idata.sample_stats.log_weights.stack(__sample__=("chain", "draw"))
+    _, khat = az.psislw(log_weights)
+    assert code == 0 and log_weights.shape == (4, 50)
+    assert abs(khat.values - idata.constant_data.khat.values).max() < 1e-12
+    code, _, err = run(
+        capsys, f"score --model {trained_dir} --data human:arithmetic --method elbo --out {target}"
+    )
+    assert code == 2 and "use it with --method importance" in err
