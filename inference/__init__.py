@@ -1,5 +1,6 @@
 """Inference over imitator programs: guides, per-answer estimators and training objectives."""
 
+from retro.inference.ais import ais
 from retro.inference.elbo import elbo
 from retro.inference.exact import exact
 from retro.inference.guides import AmortizedGuide
@@ -9,6 +10,7 @@ from retro.inference.results import AnswerEstimate, Summary, summarize
 from retro.inference.sites import LatentSite, latent_sites
 
 __all__ = [
+    "ais",
     "AmortizedGuide",
     "AnswerEstimate",
     "LatentSite",

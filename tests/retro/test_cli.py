@@ -155,3 +155,16 @@ def test_score_exports_inference_data(trained_dir, capsys, tmp_path):
         capsys, f"score --model {trained_dir} --data human:arithmetic --method elbo --out {target}"
     )
     assert code == 2 and "use it with --method importance" in err
+
+
+def test_compare_json_and_plot(capsys, tmp_path):
+    plot = tmp_path / "compare.png"
+    code, out, _ = run(
+        capsys,
+        "compare --model human:typist --data human:typist --n 8 --methods importance,ais --budgets 5,20 "
+        f"--format json --plot {plot}",
+    )
+    result = json.loads(out)
+    assert code == 0 and result["exact_available"] and len(result["rows"]) == 4
+    assert {"method", "budget", "log_prob_mean", "stderr", "bias", "seconds"} <= set(result["rows"][0])
+    assert plot.stat().st_size > 5_000

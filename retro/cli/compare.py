@@ -1,0 +1,113 @@
+"""``retro compare``: estimators x compute budgets on the same answers, against exact values where they exist."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from retro.cli.common import add_seed, load_data, load_model, seed_everything, write_records
+from retro.errors import RetroError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "compare",
+        help="compare estimators at several budgets",
+        description="Run estimators at several compute budgets (particles; annealing steps for ais) on the same "
+        "answers: mean estimate, standard error, bias against exact values where they exist, seconds.",
+    )
+    p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
+    p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
+    p.add_argument("--n", type=int, default=50, help="answers (default 50)")
+    p.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated: elbo, importance, importance[prior|guide|mixture], ais, ais[prior|guide] "
+        "(default: elbo, importance and ais with the guide when there is one)",
+    )
+    p.add_argument("--budgets", default="10,100,1000", help="comma-separated budgets (default 10,100,1000)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument(
+        "--plot", default=None, help="write a PNG of error (or estimate) against seconds per answer"
+    )
+    p.add_argument("--device", default="cpu")
+    add_seed(p)
+    p.set_defaults(run=run)
+
+
+def _budgets(text: str) -> list[int]:
+    try:
+        return [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise RetroError(f"--budgets must be comma-separated integers, got {text!r}") from None
+
+
+def plot_comparison(path: str, rows) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with_exact = rows[0].mean_abs_error is not None
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for method in dict.fromkeys(r.method for r in rows):
+        mine = [r for r in rows if r.method == method]
+        x = [r.seconds_per_answer for r in mine]
+        y = [max(r.mean_abs_error, 1e-6) if with_exact else r.log_prob_mean for r in mine]
+        ax.plot(x, y, "o-", label=method)
+        for r, xi, yi in zip(mine, x, y):
+            ax.annotate(str(r.budget), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xscale("log")
+    if with_exact:
+        ax.set_yscale("log")
+    ax.set_xlabel("seconds per answer")
+    ax.set_ylabel("mean |estimate - exact log p| (nats)" if with_exact else "mean estimated log p (nats)")
+    ax.set_title("Estimator error against compute (labels: budget)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    from retro.inference.compare import compare, default_methods
+
+    seed_everything(args.seed)
+    model = load_model(args.model, args.device)
+    pairs = load_data(args.data, model.program, args.n, args.seed)
+    methods = args.methods.split(",") if args.methods else default_methods(model.guide is not None)
+    progress = (
+        (lambda row: print(f"  {row.method} budget {row.budget}: {row.seconds:.1f} s", file=sys.stderr))
+        if sys.stderr.isatty()
+        else None
+    )
+    result = compare(
+        model.program,
+        pairs.questions,
+        pairs.answers,
+        methods,
+        _budgets(args.budgets),
+        guide=model.guide,
+        seed=args.seed,
+        on_row=progress,
+    )
+    rows = [row.to_dict() for row in result.rows]
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "data": args.data,
+                    "num_answers": len(pairs),
+                    "exact_available": result.exact is not None,
+                    "rows": rows,
+                }
+            )
+        )
+    else:
+        write_records(rows, "table")
+    if args.plot:
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        plot_comparison(args.plot, result.rows)
+    return 0
