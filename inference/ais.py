@@ -59,12 +59,13 @@ from retro.inference.exact import exact
 from retro.inference.results import AnswerEstimate
 from retro.inference.sites import LatentSite, latent_sites, sample_sites
 from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS
+from retro.inference.weights import DEFAULT_MAX_ROWS, length_buckets
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 
 __all__ = [
     "ais",
     "ais_with_diagnostics",
+    "run_chains",
     "sigmoid_schedule",
     "DEFAULT_NUM_STEPS",
     "DEFAULT_NUM_CHAINS",
@@ -124,8 +125,11 @@ class _Densities:
         return values
 
     @torch.no_grad()
-    def initial(self) -> torch.Tensor:
-        """``x[C, B, D]`` drawn from the proposal (the continuous latents of one prior or guide run per chain)."""
+    def initial(self, start: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """``x[C, B, D]``: ``start`` (values ``[B, ...]`` shared by all chains) or drawn from the proposal (the
+        continuous latents of one prior or guide run per chain)."""
+        if start is not None:
+            return self.flatten(start)
         fn = self.guide if self.proposal == "guide" else self.program.model
         with pyro.plate("particles", self.chains, dim=PARTICLE_DIM):
             trace = poutine.trace(fn).get_trace(self.questions, self.answers)
@@ -225,9 +229,10 @@ def _hmc(density, x, state, beta: float, step_size: torch.Tensor, leapfrog_steps
     return x, state, accept_prob
 
 
-def _anneal(density: _Densities, betas, leapfrog_steps, target_accept, progress):
-    """``(log_w[C, B], acceptance[B])`` for one chunk of answers."""
-    x = density.initial()
+def _anneal(density: _Densities, betas, leapfrog_steps, target_accept, progress, start=None):
+    """``(log_w[C, B], acceptance[B])`` for one chunk of answers, along ``betas`` from ``start`` (default: a draw
+    from the proposal). Reversed betas from an exact posterior sample give reverse AIS (see :mod:`.bdmc`)."""
+    x = density.initial(start)
     state = density(x)
     log_w = torch.zeros_like(state[0])
     step_size = torch.full((density.shape[1],), INITIAL_STEP_SIZE, dtype=torch.float64, device=x.device)
@@ -281,13 +286,50 @@ def _enumerated_values(sites: dict[str, LatentSite]) -> int:
     return count
 
 
-def _answer_chunks(lengths: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """Indices of answers of one length at a time (a batch is decoded to its longest answer), ``size`` at most."""
-    chunks = []
-    for length in lengths.unique().tolist():
-        bucket = (lengths == length).nonzero().squeeze(-1)
-        chunks += [bucket[start : start + size] for start in range(0, len(bucket), size)]
-    return chunks
+def run_chains(
+    program: StringProgram,
+    guide,
+    proposal: AISProposal,
+    sites: dict[str, LatentSite],
+    q_batch,
+    a_batch,
+    betas: torch.Tensor,
+    num_chains: int,
+    leapfrog_steps: int,
+    target_accept: float,
+    max_rows: int,
+    progress: bool,
+    label: str,
+    start: dict[str, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log_w[C, B], acceptance[B])`` of annealing chains along ``betas`` for encoded batches.
+
+    ``start`` (continuous latent values ``[B, ...]``) starts every chain of an answer there instead of drawing
+    from the proposal. Answers are taken one length at a time, in chunks of at most ``max_rows`` rows.
+    """
+    enumerated = _enumerated_values(sites)
+    num_steps = len(betas) - 1
+    chains_per_chunk = max(1, min(num_chains, max_rows // enumerated))
+    answers_per_chunk = max(1, max_rows // (chains_per_chunk * enumerated))
+    num_answers = len(a_batch)
+    log_w = torch.empty(num_chains, num_answers, dtype=torch.float64)
+    acceptance = torch.zeros(num_answers, dtype=torch.float64)
+    with tqdm(
+        total=num_chains * num_answers * num_steps, desc=label, unit="row", disable=not progress, leave=False
+    ) as bar:
+        for index in length_buckets(a_batch.lengths.cpu(), answers_per_chunk):
+            device_index = index.to(a_batch.tokens.device)
+            q_chunk, a_chunk = q_batch[device_index], a_batch[device_index]
+            chunk_start = None if start is None else {n: v[device_index] for n, v in start.items()}
+            for c_start in range(0, num_chains, chains_per_chunk):
+                chains = min(chains_per_chunk, num_chains - c_start)
+                density = _Densities(program, guide, proposal, sites, q_chunk, a_chunk, chains)
+                chunk_w, chunk_acc = _anneal(
+                    density, betas, leapfrog_steps, target_accept, bar.update, chunk_start
+                )
+                log_w[c_start : c_start + chains, index] = chunk_w.detach().to(torch.float64).cpu()
+                acceptance[index] += chunk_acc.cpu() * chains / num_chains
+    return log_w, acceptance
 
 
 def ais_with_diagnostics(
@@ -315,33 +357,23 @@ def ais_with_diagnostics(
         return exact(program, questions, answers, max_rows=max_rows), nan
     if proposal == "guide" and guide is None:
         raise RetroError("ais[guide] needs a trained guide; this model has none (use the prior proposal)")
-    enumerated = _enumerated_values(sites)
     q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
-    betas = sigmoid_schedule(num_steps)
-    # Length buckets as in log_weights (mixing lengths costs more than the extra sequential passes save: on the
-    # untrained latent imitator, sorted mixed-length chunks took 1.6x as long), chunked by max_rows.
-    chains_per_chunk = max(1, min(num_chains, max_rows // enumerated))
-    answers_per_chunk = max(1, max_rows // (chains_per_chunk * enumerated))
-    chunks = _answer_chunks(a_batch.lengths.cpu(), answers_per_chunk)
-    log_w = torch.empty(num_chains, len(answers), dtype=torch.float64)
-    acceptance = torch.zeros(len(answers), dtype=torch.float64)
     method = f"ais[{proposal}]"
-    with tqdm(
-        total=num_chains * len(answers) * num_steps,
-        desc=method,
-        unit="row",
-        disable=not progress,
-        leave=False,
-    ) as bar:
-        for index in chunks:
-            device_index = index.to(a_batch.tokens.device)
-            q_chunk, a_chunk = q_batch[device_index], a_batch[device_index]
-            for c_start in range(0, num_chains, chains_per_chunk):
-                chains = min(chains_per_chunk, num_chains - c_start)
-                density = _Densities(program, guide, proposal, sites, q_chunk, a_chunk, chains)
-                chunk_w, chunk_acc = _anneal(density, betas, leapfrog_steps, target_accept, bar.update)
-                log_w[c_start : c_start + chains, index] = chunk_w.detach().to(torch.float64).cpu()
-                acceptance[index] += chunk_acc.cpu() * chains / num_chains
+    log_w, acceptance = run_chains(
+        program,
+        guide,
+        proposal,
+        sites,
+        q_batch,
+        a_batch,
+        sigmoid_schedule(num_steps),
+        num_chains,
+        leapfrog_steps,
+        target_accept,
+        max_rows,
+        progress,
+        method,
+    )
     return records_from_log_weights(log_w, questions, answers, method, "estimate"), acceptance
 
 
