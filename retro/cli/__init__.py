@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from retro.cli import compare, demo, listing, sample, score, train
+from retro.cli import bdmc, compare, demo, listing, sample, score, train
 from retro.errors import RetroError
 
 __all__ = ["main"]
 
-COMMANDS = (demo, train, score, sample, compare, listing.humans_command, listing.imitators_command)
+COMMANDS = (demo, train, score, sample, compare, bdmc, listing.humans_command, listing.imitators_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ class LoadedModel(NamedTuple):
     program: StringProgram
     guide: Any  # AmortizedGuide or None
     spec: str
+    info: dict | None = None  # what training recorded (data spec, settings), for trained models
 
 
 def load_model(spec: str, device: str = "cpu") -> LoadedModel:
@@ -34,7 +35,7 @@ def load_model(spec: str, device: str = "cpu") -> LoadedModel:
     from retro.inference.trained import load_trained
 
     trained = load_trained(spec, device)
-    return LoadedModel(trained.imitator, trained.guide, spec)
+    return LoadedModel(trained.imitator, trained.guide, spec, trained.info)
 
 
 def load_data(spec: str, program: StringProgram, n: int | None, seed: int) -> Pairs:

@@ -8,7 +8,7 @@ from retro.cli.common import FORMATS, add_seed, load_data, load_model, seed_ever
 from retro.errors import RetroError
 from retro.inference.results import summarize
 
-METHODS = ("exact", "elbo", "importance")
+METHODS = ("exact", "elbo", "importance", "ais")
 
 
 def register(subparsers) -> None:
@@ -28,8 +28,12 @@ def register(subparsers) -> None:
         help="importance proposal (default: guide when the model has one, else prior)",
     )
     p.add_argument(
-        "--particles", type=int, default=None, help="particles per answer (default 1000; elbo 100)"
+        "--particles",
+        type=int,
+        default=None,
+        help="particles per answer (default 1000; elbo 100; ais: chains, default 64)",
     )
+    p.add_argument("--steps", type=int, default=None, help="ais: annealing steps (default 48)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument(
         "--out",
@@ -55,6 +59,7 @@ def score_records(
     particles: int | None,
     progress: bool,
     max_rows: int | None = None,
+    steps: int | None = None,
 ):
     """Run one estimator over ``pairs``; returns the per-answer records and the log weights (importance only)."""
     from retro.inference import elbo, exact
@@ -85,6 +90,25 @@ def score_records(
         )
         return records, None
     proposal = proposal or ("guide" if model.guide is not None else "prior")
+    if method == "ais":
+        from retro.inference.ais import DEFAULT_NUM_CHAINS, DEFAULT_NUM_STEPS, ais
+
+        if proposal == "mixture":
+            raise RetroError("ais anneals from the prior or the guide: use --proposal prior or guide")
+        if steps is not None and steps < 1:
+            raise RetroError(f"--steps must be >= 1, got {steps}")
+        records = ais(
+            model.program,
+            q,
+            a,
+            guide=model.guide,
+            proposal=proposal,
+            num_steps=steps or DEFAULT_NUM_STEPS,
+            num_chains=particles or DEFAULT_NUM_CHAINS,
+            max_rows=max_rows,
+            progress=progress,
+        )
+        return records, None
     if proposal != "prior" and model.guide is None:
         raise RetroError(f"model {model.spec} has no trained guide; use --proposal prior")
     return importance_with_weights(
@@ -106,7 +130,14 @@ def run(args) -> int:
     if netcdf and args.method != "importance":
         raise RetroError("--out FILE.nc holds importance weights: use it with --method importance")
     records, log_weights = score_records(
-        model, pairs, args.method, args.proposal, args.particles, sys.stderr.isatty(), args.max_rows
+        model,
+        pairs,
+        args.method,
+        args.proposal,
+        args.particles,
+        sys.stderr.isatty(),
+        args.max_rows,
+        args.steps,
     )
     if netcdf:
         if log_weights is None:

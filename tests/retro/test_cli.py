@@ -168,3 +168,19 @@ def test_compare_json_and_plot(capsys, tmp_path):
     assert code == 0 and result["exact_available"] and len(result["rows"]) == 4
     assert {"method", "budget", "log_prob_mean", "stderr", "bias", "seconds"} <= set(result["rows"][0])
     assert plot.stat().st_size > 5_000
+
+
+def test_score_with_ais_and_bdmc(capsys):
+    code, out, _ = run(
+        capsys,
+        "score --model human:typist --data human:typist --n 4 --method ais --steps 8 --particles 8 "
+        "--format jsonl",
+    )
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and all(r["method"] == "ais[prior]" and r["num_particles"] == 8 for r in rows)
+    code, out, _ = run(capsys, "bdmc --model human:typist --n 5 --steps 8 --chains 4 --format jsonl")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 5
+    assert all({"answer", "log_prob_lower", "log_prob_upper", "exact"} <= set(r) for r in rows)
+    code, _, err = run(capsys, "bdmc --model human:arithmetic --n 3")
+    assert code == 2 and "needs continuous latents" in err
