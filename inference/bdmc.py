@@ -8,7 +8,6 @@ is a stochastic *upper* bound. The gap between the two bounds the error of AIS a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -25,6 +24,7 @@ from retro.inference.ais import (
 )
 from retro.inference.exact import exact_log_prob
 from retro.inference.sites import latent_sites
+from retro.inference.weighted import records_from_log_weights
 from retro.inference.weights import DEFAULT_MAX_ROWS
 from retro.program import ANSWER_SITE, StringProgram
 from retro.text import StringBatch
@@ -41,6 +41,7 @@ class SandwichEstimate:
     Attributes:
         log_prob_lower: forward AIS, log of the mean weight (below log p in expectation).
         log_prob_upper: reverse AIS, minus log of the mean reverse weight (above log p in expectation).
+        lower_stderr, upper_stderr: their Monte Carlo standard errors across chains (delta method).
         gap: upper - lower.
         exact: the exact log p where the program has one (enumeration or quadrature), else ``None``.
     """
@@ -49,6 +50,8 @@ class SandwichEstimate:
     answer: str
     log_prob_lower: float
     log_prob_upper: float
+    lower_stderr: float
+    upper_stderr: float
     gap: float
     exact: float | None
     num_steps: int
@@ -56,10 +59,6 @@ class SandwichEstimate:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _log_mean_exp(log_w: torch.Tensor) -> torch.Tensor:
-    return log_w.logsumexp(0) - math.log(log_w.shape[0])
 
 
 @torch.no_grad()
@@ -124,14 +123,25 @@ def bdmc(
         "bdmc reverse",
         start=start,
     )
-    lower = _log_mean_exp(forward)
-    upper = -_log_mean_exp(reverse)
+    answers = a_batch.to_strings(program.codec)
+    lower = records_from_log_weights(forward, questions, answers, "bdmc[forward]", "estimate")
+    inverse = records_from_log_weights(reverse, questions, answers, "bdmc[reverse]", "estimate")  # log(1/p)
     try:
         truth = exact_log_prob(program, q_batch, a_batch, sites).tolist()
     except RetroError:
         truth = [None] * len(questions)
-    answers = a_batch.to_strings(program.codec)
     return [
-        SandwichEstimate(q, a, lo, up, up - lo, t, num_steps, num_chains)
-        for q, a, lo, up, t in zip(questions, answers, lower.tolist(), upper.tolist(), truth)
+        SandwichEstimate(
+            q,
+            a,
+            lo.log_prob,
+            -inv.log_prob,
+            lo.stderr,
+            inv.stderr,
+            -inv.log_prob - lo.log_prob,
+            t,
+            num_steps,
+            num_chains,
+        )
+        for q, a, lo, inv, t in zip(questions, answers, lower, inverse, truth)
     ]
