@@ -80,6 +80,7 @@ class Comparison:
     rows: list[ComparisonRow]
     estimates: dict[tuple[str, int], list[AnswerEstimate]]
     exact: list[AnswerEstimate] | None
+    exact_seconds: float | None
 
 
 def compare(
@@ -96,10 +97,12 @@ def compare(
     names = [_resolve(m, guide is not None) for m in methods]
     if not budgets or min(budgets) < 1:
         raise RetroError(f"budgets must be positive integers, got {list(budgets)}")
+    start = time.perf_counter()
     try:
         reference = exact(program, questions, answers)
     except RetroError:
         reference = None
+    exact_seconds = time.perf_counter() - start if reference is not None else None
     truth = [r.log_prob for r in reference] if reference is not None else None
     rows, estimates = [], {}
     for name in names:
@@ -130,4 +133,4 @@ def compare(
             estimates[(name, budget)] = records
             if on_row is not None:
                 on_row(row)
-    return Comparison(rows, estimates, reference)
+    return Comparison(rows, estimates, reference, exact_seconds)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 from retro.cli.common import add_seed, seed_everything, write_records
+from retro.inference.results import summarize
 
 
 def register(subparsers) -> None:
@@ -32,25 +32,19 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-def _estimators(particles: int):
-    from retro.inference import elbo, exact, importance
+SAMPLING_METHODS = ["elbo", "importance[guide]", "importance[prior]", "importance[mixture]"]
 
-    return [
-        ("exact", lambda m, g, q, a: exact(m, q, a)),
-        ("elbo", lambda m, g, q, a: elbo(m, q, a, guide=g, num_particles=max(10, particles // 10))),
-        (
-            "importance[guide]",
-            lambda m, g, q, a: importance(m, q, a, guide=g, proposal="guide", num_particles=particles),
-        ),
-        (
-            "importance[prior]",
-            lambda m, g, q, a: importance(m, q, a, proposal="prior", num_particles=particles),
-        ),
-        (
-            "importance[mixture]",
-            lambda m, g, q, a: importance(m, q, a, guide=g, proposal="mixture", num_particles=particles),
-        ),
-    ]
+
+def _row(method: str, records, mean_abs_error: float, seconds: float) -> dict:
+    summary = summarize(records)
+    return {
+        "method": method,
+        "mean_log_prob": summary.log_prob_mean,
+        "stderr": summary.stderr,
+        "mean_abs_error": mean_abs_error,
+        "mean_khat": None if math.isnan(summary.khat_mean) else summary.khat_mean,
+        "seconds": seconds,
+    }
 
 
 def _plot(path: Path, errors: dict[str, list[float]], human_mean: float, rows: list[dict]) -> None:
@@ -86,10 +80,11 @@ def _plot(path: Path, errors: dict[str, list[float]], human_mean: float, rows: l
 
 
 def run(args) -> int:
-    import torch
 
     from retro.humans import make_human
-    from retro.inference import AmortizedGuide, exact, summarize
+    from retro.inference import AmortizedGuide, exact
+    from retro.inference.ais import DEFAULT_NUM_STEPS
+    from retro.inference.compare import compare
     from retro.inference.train import TrainConfig, train
     from retro.models import LatentSeq2Seq
 
@@ -125,27 +120,19 @@ def run(args) -> int:
     )
 
     human_exact = summarize(exact(human, heldout_q, heldout_a)).log_prob_mean
-    rows, errors, reference = [], {}, None
-    for name, estimate in _estimators(particles):
-        torch.manual_seed(args.seed)
-        start = time.perf_counter()
-        records = estimate(imitator, guide, heldout_q, heldout_a)
-        seconds = time.perf_counter() - start
-        summary = summarize(records)
-        if reference is None:
-            reference = [r.log_prob for r in records]
-        errors[name] = [r.log_prob - x for r, x in zip(records, reference)]
-        rows.append(
-            {
-                "method": name,
-                "mean_log_prob": summary.log_prob_mean,
-                "stderr": summary.stderr,
-                "mean_abs_error": sum(abs(e) for e in errors[name]) / len(records),
-                "mean_khat": None if math.isnan(summary.khat_mean) else summary.khat_mean,
-                "seconds": seconds,
-            }
-        )
-
+    sampled = [(SAMPLING_METHODS, particles), (["ais[guide]"], 4 if args.smoke else DEFAULT_NUM_STEPS)]
+    results = [
+        compare(imitator, heldout_q, heldout_a, methods, [budget], guide=guide, seed=args.seed)
+        for methods, budget in sampled
+    ]
+    reference = results[0].exact
+    rows = [_row("exact", reference, 0.0, results[0].exact_seconds)]
+    errors = {}
+    for result in results:
+        for row in result.rows:
+            records = result.estimates[(row.method, row.budget)]
+            errors[row.method] = [r.log_prob - x.log_prob for r, x in zip(records, reference)]
+            rows.append(_row(row.method, records, row.mean_abs_error, row.seconds))
     print(
         f"\nHeld-out answers: {n_heldout}; trained {report.steps} steps in {report.seconds:.0f} s; "
         f"importance particles: {particles}"

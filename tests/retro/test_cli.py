@@ -129,7 +129,14 @@ def test_demo_smoke(tmp_path, capsys):
     assert code == 0
     table = json.loads((tmp_path / "demo" / "table.json").read_text())
     methods = [row["method"] for row in table["rows"]]
-    assert methods == ["exact", "elbo", "importance[guide]", "importance[prior]", "importance[mixture]"]
+    assert methods == [
+        "exact",
+        "elbo",
+        "importance[guide]",
+        "importance[prior]",
+        "importance[mixture]",
+        "ais[guide]",
+    ]
     assert (tmp_path / "demo" / "estimators.png").stat().st_size > 10_000
     assert "mean_abs_error" in out
 
