@@ -40,6 +40,8 @@ def kernel_name(tmp_path, monkeypatch) -> str:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path: Path, kernel_name: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("RETRO_SMOKE", "1")  # the kernel inherits this process's environment
+    # One thread: two OpenMP threads on a 2-core machine that is doing anything else slow torch down by 10-50x.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend renders figures as outputs
     workdir = tmp_path / "cwd"
     workdir.mkdir()
