@@ -118,6 +118,7 @@ def score_records(
         guide=model.guide,
         proposal=proposal,
         num_particles=particles or 1000,
+        max_rows=max_rows,
         progress=progress,
     )
 
