@@ -53,3 +53,8 @@ def test_notebook_runs(path: Path, kernel_name: str, tmp_path: Path, monkeypatch
     client.execute()  # raises CellExecutionError if any cell raises
     printed = "".join(out.get("text", "") for out in nb.cells[-1].outputs if out.get("name") == "stdout")
     assert printed.strip() == sys.prefix, "the notebook ran under another interpreter than the tests"
+
+
+def test_the_documented_notebooks_are_all_collected():
+    """The glob above runs every notebook; this names the ones the README and issues promise."""
+    assert {"quickstart", "inference_strategies"} <= {p.stem for p in NOTEBOOKS}
