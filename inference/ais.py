@@ -255,7 +255,7 @@ def _anneal(density: _Densities, betas, leapfrog_steps, target_accept, progress,
     return log_w, acceptance
 
 
-def _check_arguments(proposal, num_steps, num_chains, leapfrog_steps, target_accept) -> None:
+def check_arguments(proposal, num_steps, num_chains, leapfrog_steps, target_accept) -> None:
     if proposal not in ("prior", "guide"):
         raise RetroError(f"ais: unknown proposal {proposal!r}; expected prior or guide")
     for name, value in (
@@ -350,7 +350,7 @@ def ais_with_diagnostics(
     The acceptance is averaged over chains and over the second half of the transitions (after the step size has
     adapted); it is ``nan`` for ``num_steps=1`` (no transitions) and for programs without continuous latents.
     """
-    _check_arguments(proposal, num_steps, num_chains, leapfrog_steps, target_accept)
+    check_arguments(proposal, num_steps, num_chains, leapfrog_steps, target_accept)
     sites = latent_sites(program, questions[:1], answers[:1])
     if all(site.discrete for site in sites.values()):  # no continuous latents: exact (enumerated) values
         nan = torch.full((len(answers),), float("nan"), dtype=torch.float64)

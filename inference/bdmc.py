@@ -19,6 +19,7 @@ from retro.inference.ais import (
     DEFAULT_LEAPFROG_STEPS,
     DEFAULT_NUM_STEPS,
     AISProposal,
+    check_arguments,
     run_chains,
     sigmoid_schedule,
 )
@@ -97,6 +98,7 @@ def bdmc(
     """
     if not questions:
         raise RetroError("bdmc: no questions")
+    check_arguments(proposal, num_steps, num_chains, leapfrog_steps, target_accept)
     torch.manual_seed(seed)
     sites = latent_sites(program, questions[:1], ("",))
     continuous = [s.name for s in sites.values() if not s.discrete]
@@ -108,7 +110,7 @@ def bdmc(
     betas = sigmoid_schedule(num_steps)
     settings = (num_chains, leapfrog_steps, target_accept, max_rows, progress)
     forward, _ = run_chains(
-        program, guide, proposal, sites, q_batch, a_batch, betas, *settings[:4], progress, "bdmc forward"
+        program, guide, proposal, sites, q_batch, a_batch, betas, *settings, "bdmc forward"
     )
     reverse, _ = run_chains(
         program,
@@ -118,8 +120,7 @@ def bdmc(
         q_batch,
         a_batch,
         betas.flip(0),
-        *settings[:4],
-        progress,
+        *settings,
         "bdmc reverse",
         start=start,
     )

@@ -92,18 +92,26 @@ def compare(
     guide=None,
     seed: int = 0,
     on_row: Callable[[ComparisonRow], None] | None = None,
+    reference: Comparison | None = None,
 ) -> Comparison:
-    """Run every method at every budget on the same answers (each run seeded with ``seed``)."""
+    """Run every method at every budget on the same answers (each run seeded with ``seed``).
+
+    ``reference``: an earlier comparison on the same answers whose exact values (and their time) are reused
+    instead of computed again, e.g. when AIS runs with other budgets than the particle methods.
+    """
     names = [_resolve(m, guide is not None) for m in methods]
     if not budgets or min(budgets) < 1:
         raise RetroError(f"budgets must be positive integers, got {list(budgets)}")
-    start = time.perf_counter()
-    try:
-        reference = exact(program, questions, answers)
-    except RetroError:
-        reference = None
-    exact_seconds = time.perf_counter() - start if reference is not None else None
-    truth = [r.log_prob for r in reference] if reference is not None else None
+    if reference is not None:
+        exact_records, exact_seconds = reference.exact, reference.exact_seconds
+    else:
+        start = time.perf_counter()
+        try:
+            exact_records = exact(program, questions, answers)
+        except RetroError:
+            exact_records = None
+        exact_seconds = time.perf_counter() - start if exact_records is not None else None
+    truth = [r.log_prob for r in exact_records] if exact_records is not None else None
     rows, estimates = [], {}
     for name in names:
         for budget in budgets:
@@ -133,4 +141,4 @@ def compare(
             estimates[(name, budget)] = records
             if on_row is not None:
                 on_row(row)
-    return Comparison(rows, estimates, reference, exact_seconds)
+    return Comparison(rows, estimates, exact_records, exact_seconds)

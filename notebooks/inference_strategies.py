@@ -89,14 +89,13 @@ COLORS = {method: f"C{i}" for i, method in enumerate(METHODS)}
 
 def run_comparison(program, guide, questions, answers):
     """Rows, per-answer records {(method, budget): records} and exact records, for every method and budget."""
-    rows, estimates, reference = [], {}, None
+    rows, estimates, result = [], {}, None
     for methods, budgets in ((PARTICLE_METHODS, PARTICLES), (AIS_METHODS, AIS_STEPS)):
         compare(program, questions[:2], answers[:2], methods, budgets[:1], guide=guide)  # warm-up
-        result = compare(program, questions, answers, methods, budgets, guide=guide, seed=0)
+        result = compare(program, questions, answers, methods, budgets, guide=guide, seed=0, reference=result)
         rows += result.rows
         estimates.update(result.estimates)
-        reference = result.exact
-    return rows, estimates, reference
+    return rows, estimates, result.exact
 
 
 def budget_label(method, budget):

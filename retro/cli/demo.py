@@ -120,10 +120,22 @@ def run(args) -> int:
     )
 
     human_exact = summarize(exact(human, heldout_q, heldout_a)).log_prob_mean
-    sampled = [(SAMPLING_METHODS, particles), (["ais[guide]"], 4 if args.smoke else DEFAULT_NUM_STEPS)]
+    first = compare(
+        imitator, heldout_q, heldout_a, SAMPLING_METHODS, [particles], guide=guide, seed=args.seed
+    )
+    ais_steps = 4 if args.smoke else DEFAULT_NUM_STEPS
     results = [
-        compare(imitator, heldout_q, heldout_a, methods, [budget], guide=guide, seed=args.seed)
-        for methods, budget in sampled
+        first,
+        compare(
+            imitator,
+            heldout_q,
+            heldout_a,
+            ["ais[guide]"],
+            [ais_steps],
+            guide=guide,
+            seed=args.seed,
+            reference=first,
+        ),
     ]
     reference = results[0].exact
     rows = [_row("exact", reference, 0.0, results[0].exact_seconds)]

@@ -35,3 +35,5 @@ def test_bdmc_errors():
         bdmc(make_human("arithmetic"), ["1+1"])
     with pytest.raises(RetroError, match="needs a trained guide"):
         bdmc(make_human("typist"), ["word"], proposal="guide")
+    with pytest.raises(RetroError, match="num_chains must be a positive integer"):
+        bdmc(make_human("typist"), ["word"], num_chains=0)

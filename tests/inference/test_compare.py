@@ -22,6 +22,8 @@ def test_compare_reports_bias_against_exact_and_time(float64):
         records = result.estimates[(row.method, row.budget)]
         assert math.isclose(row.bias, sum(r.log_prob - t for r, t in zip(records, truth)) / len(truth))
         assert row.seconds > 0 and row.num_answers == 30
+    again = compare(human, questions, answers, ["importance[prior]"], [2], reference=result)
+    assert again.exact is result.exact and again.rows[0].bias == result.rows[0].bias
     small, large = result.rows[0], result.rows[1]
     # importance sampling's log estimate is biased low, and the bias shrinks with K (Jensen)
     assert small.bias < 0 and small.mean_abs_error > large.mean_abs_error
