@@ -38,21 +38,25 @@ class NoisyCopyDecoder(nn.Module):
         typo_mask[list(typo_tokens)] = 1.0
         self.register_buffer("typo_probs", typo_mask / typo_mask.sum(), persistent=False)
 
-    def _logits(self, context: torch.Tensor, start: int, steps: int) -> torch.Tensor:
+    def _log_probs(self, context: torch.Tensor, start: int, steps: int, tokens: torch.Tensor) -> torch.Tensor:
+        """log p of ``tokens`` at positions ``start .. start + steps - 1``: ``tokens[N, T]`` gives ``[N, T]``;
+        the whole vocabulary ``tokens[1, 1, V]`` gives ``[N, T, V]``."""
         intended = context[:, start : start + steps].long()  # [N, T]
-        rate = context[:, -1:, None].to(self.typo_probs.dtype)  # [N, 1, 1]
-        exact = nn.functional.one_hot(intended, self.vocab_size).to(rate.dtype)
-        probs = (1 - rate) * exact + rate * self.typo_probs
+        rate = context[:, -1:].to(self.typo_probs.dtype)  # [N, 1]
+        if tokens.dim() == 3:  # a trailing vocabulary dimension
+            intended, rate = intended[..., None], rate[..., None]
+        probs = (1 - rate) * (tokens == intended) + rate * self.typo_probs[tokens]
         return probs.log().to(context.dtype)
+
+    def _logits(self, context: torch.Tensor, start: int, steps: int) -> torch.Tensor:
+        vocabulary = torch.arange(self.vocab_size, device=context.device).reshape(1, 1, -1)
+        return self._log_probs(context, start, steps, vocabulary)
 
     def forward(self, context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         return self._logits(context, 0, tokens.shape[1])
 
     def token_log_probs(self, context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        intended = context[:, : tokens.shape[1]].long()
-        rate = context[:, -1:].to(self.typo_probs.dtype)
-        probs = (1 - rate) * (tokens == intended) + rate * self.typo_probs[tokens]
-        return probs.log().to(context.dtype)
+        return self._log_probs(context, 0, tokens.shape[1], tokens)
 
     def init_state(self, context: torch.Tensor):
         return (context, 0)
