@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pyro
 import torch
@@ -66,6 +66,7 @@ __all__ = [
     "ais",
     "ais_with_diagnostics",
     "run_chains",
+    "Chains",
     "sigmoid_schedule",
     "DEFAULT_NUM_STEPS",
     "DEFAULT_NUM_CHAINS",
@@ -229,30 +230,54 @@ def _hmc(density, x, state, beta: float, step_size: torch.Tensor, leapfrog_steps
     return x, state, accept_prob
 
 
-def _anneal(density: _Densities, betas, leapfrog_steps, target_accept, progress, start=None):
-    """``(log_w[C, B], acceptance[B])`` for one chunk of answers, along ``betas`` from ``start`` (default: a draw
-    from the proposal). Reversed betas from an exact posterior sample give reverse AIS (see :mod:`.bdmc`)."""
+def _anneal(
+    density: _Densities,
+    betas,
+    leapfrog_steps,
+    target_accept,
+    progress,
+    start=None,
+    step_sizes=None,
+    warmup: int = 0,
+):
+    """``(log_w[C, B], acceptance[B], step_sizes[T - 1, B])`` for one chunk of answers, along ``betas``.
+
+    Chains start at ``start`` (default: a draw from the proposal). ``step_sizes`` (one row per transition) fixes
+    the HMC step sizes instead of adapting them from the chains' acceptance; the ones used are returned.
+    ``warmup`` transitions at ``beta_0`` with the first fixed step size move each chain on from ``start`` before
+    annealing (each chain independently, so chains sharing one exact start no longer share their first states).
+    Reversed betas from an exact posterior sample give reverse AIS (see :mod:`.bdmc`)."""
     x = density.initial(start)
     state = density(x)
-    log_w = torch.zeros_like(state[0])
-    step_size = torch.full((density.shape[1],), INITIAL_STEP_SIZE, dtype=torch.float64, device=x.device)
-    acceptance = torch.zeros_like(step_size)
-    counted = 0
     num_steps = len(betas) - 1
+    adapt = step_sizes is None
+    if adapt:
+        step_size = torch.full((density.shape[1],), INITIAL_STEP_SIZE, dtype=torch.float64, device=x.device)
+        used = torch.empty(max(num_steps - 1, 0), density.shape[1], dtype=torch.float64, device=x.device)
+    else:
+        used = step_sizes.to(device=x.device, dtype=torch.float64)
+    for _ in range(warmup if len(used) else 0):
+        x, state, _ = _hmc(density, x, state, float(betas[0]), used[0], leapfrog_steps)
+    log_w = torch.zeros_like(state[0])
+    acceptance = torch.zeros(density.shape[1], dtype=torch.float64, device=x.device)
+    counted = 0
     for t in range(1, num_steps + 1):
         delta = float(betas[t] - betas[t - 1])
         log_w = log_w + delta * (state[0] - state[1])
         if t < num_steps:  # the transition after the last increment would not change any weight
-            x, state, accept_prob = _hmc(density, x, state, float(betas[t]), step_size, leapfrog_steps)
+            if adapt:
+                used[t - 1] = step_size
+            x, state, accept_prob = _hmc(density, x, state, float(betas[t]), used[t - 1], leapfrog_steps)
             mean_accept = accept_prob.mean(0).to(torch.float64)
-            step_size = step_size * torch.exp(ADAPTATION_GAIN * (mean_accept - target_accept))
+            if adapt:
+                step_size = step_size * torch.exp(ADAPTATION_GAIN * (mean_accept - target_accept))
             if t >= num_steps // 2:  # acceptance reported after the first half (adaptation)
                 acceptance += mean_accept
                 counted += 1
         if progress is not None:
             progress(density.shape.numel())
     acceptance = acceptance / counted if counted else torch.full_like(acceptance, float("nan"))
-    return log_w, acceptance
+    return log_w, acceptance, used
 
 
 def check_arguments(proposal, num_steps, num_chains, leapfrog_steps, target_accept) -> None:
@@ -286,6 +311,15 @@ def _enumerated_values(sites: dict[str, LatentSite]) -> int:
     return count
 
 
+class Chains(NamedTuple):
+    """Annealing chains for a batch of answers: ``log_w[C, B]``, mean ``acceptance[B]`` (second half of the
+    transitions) and the HMC ``step_sizes[T - 1, B]`` used at each transition."""
+
+    log_w: torch.Tensor
+    acceptance: torch.Tensor
+    step_sizes: torch.Tensor
+
+
 def run_chains(
     program: StringProgram,
     guide,
@@ -301,11 +335,16 @@ def run_chains(
     progress: bool,
     label: str,
     start: dict[str, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log_w[C, B], acceptance[B])`` of annealing chains along ``betas`` for encoded batches.
+    step_sizes: torch.Tensor | None = None,
+    warmup: int = 0,
+) -> Chains:
+    """Annealing chains along ``betas`` for encoded batches.
 
     ``start`` (continuous latent values ``[B, ...]``) starts every chain of an answer there instead of drawing
-    from the proposal. Answers are taken one length at a time, in chunks of at most ``max_rows`` rows.
+    from the proposal; ``step_sizes[T - 1, B]`` fixes the step sizes instead of adapting them; ``warmup``
+    transitions at ``betas[0]`` precede the annealing (see :func:`_anneal`). Answers are taken one length at a
+    time, in chunks of at most ``max_rows`` rows; when an answer's chains span several chunks, each chunk adapts
+    its own step sizes and the first chunk's are returned.
     """
     enumerated = _enumerated_values(sites)
     num_steps = len(betas) - 1
@@ -314,6 +353,7 @@ def run_chains(
     num_answers = len(a_batch)
     log_w = torch.empty(num_chains, num_answers, dtype=torch.float64)
     acceptance = torch.zeros(num_answers, dtype=torch.float64)
+    used = torch.empty(max(num_steps - 1, 0), num_answers, dtype=torch.float64)
     with tqdm(
         total=num_chains * num_answers * num_steps, desc=label, unit="row", disable=not progress, leave=False
     ) as bar:
@@ -321,15 +361,25 @@ def run_chains(
             device_index = index.to(a_batch.tokens.device)
             q_chunk, a_chunk = q_batch[device_index], a_batch[device_index]
             chunk_start = None if start is None else {n: v[device_index] for n, v in start.items()}
+            chunk_steps = None if step_sizes is None else step_sizes[:, index]
             for c_start in range(0, num_chains, chains_per_chunk):
                 chains = min(chains_per_chunk, num_chains - c_start)
                 density = _Densities(program, guide, proposal, sites, q_chunk, a_chunk, chains)
-                chunk_w, chunk_acc = _anneal(
-                    density, betas, leapfrog_steps, target_accept, bar.update, chunk_start
+                chunk_w, chunk_acc, chunk_used = _anneal(
+                    density,
+                    betas,
+                    leapfrog_steps,
+                    target_accept,
+                    bar.update,
+                    chunk_start,
+                    chunk_steps,
+                    warmup,
                 )
                 log_w[c_start : c_start + chains, index] = chunk_w.detach().to(torch.float64).cpu()
                 acceptance[index] += chunk_acc.cpu() * chains / num_chains
-    return log_w, acceptance
+                if c_start == 0:
+                    used[:, index] = chunk_used.cpu()
+    return Chains(log_w, acceptance, used)
 
 
 def ais_with_diagnostics(
@@ -359,7 +409,7 @@ def ais_with_diagnostics(
         raise RetroError("ais[guide] needs a trained guide; this model has none (use the prior proposal)")
     q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
     method = f"ais[{proposal}]"
-    log_w, acceptance = run_chains(
+    log_w, acceptance, _ = run_chains(
         program,
         guide,
         proposal,

@@ -24,7 +24,13 @@ def register(subparsers) -> None:
         help="data spec to take questions from (default: the human's own, or the training data)",
     )
     p.add_argument("--steps", type=int, default=48, help="annealing steps (default 48)")
-    p.add_argument("--chains", type=int, default=16, help="chains per answer and direction (default 16)")
+    p.add_argument("--chains", type=int, default=128, help="chains per answer and direction (default 128)")
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        help="probability with which both bounds hold together (default 0.95; 0: bare means)",
+    )
     p.add_argument("--proposal", choices=("prior", "guide"), default="prior")
     p.add_argument("--format", choices=("jsonl", "table"), default="table")
     p.add_argument("--device", default="cpu")
@@ -59,6 +65,7 @@ def run(args) -> int:
         num_steps=args.steps,
         num_chains=args.chains,
         seed=args.seed,
+        confidence=args.confidence,
     )
     write_records([r.to_dict() for r in results], args.format)
     return 0
