@@ -97,17 +97,29 @@ def train(
     heldout: tuple[Sequence[str], Sequence[str]] | None = None,
     config: TrainConfig = TrainConfig(),
     on_improve: Callable[[TrainReport], None] | None = None,
+    objective: torch.nn.Module | None = None,
 ) -> TrainReport:
     """Train ``imitator`` (and ``guide``) on (question, answer) pairs; return the report.
 
-    The parameters with the best held-out estimated log p (or the last ones, without ``heldout``) are restored at
-    the end; ``on_improve(report)`` is called after each new best (e.g. to write a checkpoint).
+    ``objective`` (default: minus the ELBO per answer) maps a minibatch ``(questions, answers)`` to the loss; an
+    :class:`~retro.inference.adversarial.AdversarialObjective` trains adversarially (or mixed). With the default
+    objective, the parameters with the best held-out estimated log p (or the last ones, without ``heldout``) are
+    restored at the end and ``on_improve(report)`` is called after each new best (e.g. to write a checkpoint).
+    Another objective is not scored by held-out log p, so every evaluation counts as the new "best" (the last
+    parameters are kept, and ``on_improve`` writes every evaluation). Evaluation rows also carry what the objective
+    reports (e.g. the adversarial reward and discriminator loss).
     """
     if len(questions) != len(answers) or not answers:
         raise RetroError(f"need as many questions as answers (>0), got {len(questions)} and {len(answers)}")
     torch.manual_seed(config.seed)
     q_all, a_all = imitator.encode_questions(questions), imitator.encode_answers(answers)
-    loss_fn = elbo_loss(imitator, guide)
+    retrodiction = objective is None
+    if retrodiction:
+        negative_elbo = elbo_loss(imitator, guide)
+
+        def objective(q_batch, a_batch):
+            return negative_elbo(q_batch, a_batch) / len(a_batch)
+
     params = list(imitator.parameters()) + (list(guide.parameters()) if guide is not None else [])
     optimizer = torch.optim.Adam(params, lr=config.learning_rate)
     report = TrainReport()
@@ -121,13 +133,14 @@ def train(
     def evaluate(step: int) -> None:
         nonlocal best_state
         row: dict[str, Any] = {"step": step, "seconds": round(time.monotonic() - start, 2), "loss": running}
+        row.update(getattr(objective, "last", {}))
         if heldout is not None:
             row["heldout_log_prob"], row["heldout_stderr"] = _heldout_log_prob(
                 imitator, guide, heldout, config
             )
         report.history.append(row)
         score = row.get("heldout_log_prob", -(running if running is not None else math.inf))
-        if best_state is None or score > report.best_heldout:
+        if best_state is None or score > report.best_heldout or not retrodiction:
             report.best_heldout, report.best_step = score, step
             best_state = copy.deepcopy(
                 (imitator.state_dict(), guide.state_dict() if guide is not None else None)
@@ -146,7 +159,7 @@ def train(
         index = order[cursor : cursor + config.batch_size]
         cursor += config.batch_size
         q_batch, a_batch = q_all[index], a_all[index]
-        loss = loss_fn(q_batch, a_batch) / len(index)
+        loss = objective(q_batch, a_batch)
         if not torch.isfinite(loss):
             bar.close()
             raise RetroError(

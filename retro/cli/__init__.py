@@ -6,12 +6,22 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from retro.cli import bdmc, compare, demo, listing, sample, score, train
+from retro.cli import bdmc, compare, demo, listing, report, sample, score, train
 from retro.errors import RetroError
 
 __all__ = ["main"]
 
-COMMANDS = (demo, train, score, sample, compare, bdmc, listing.humans_command, listing.imitators_command)
+COMMANDS = (
+    demo,
+    train,
+    score,
+    sample,
+    compare,
+    bdmc,
+    report,
+    listing.humans_command,
+    listing.imitators_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

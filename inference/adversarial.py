@@ -1,0 +1,114 @@
+"""Adversarial training of an imitator program against a discriminator, reusing the program as the sampler.
+
+Each step draws one answer per question by running the imitator's own ``model`` forward, then
+
+1. updates the discriminator (binary cross-entropy: human pairs vs the imitator's pairs), and
+2. returns the generator's surrogate loss, the score-function (REINFORCE) estimator of the gradient of
+   ``-E[r(question, answer)]`` with the reward ``r`` = the discriminator's logit (which, for an optimal
+   discriminator, is ``log p_human / p_imitator``: the imitator then minimizes KL(imitator || human)):
+
+       loss = -mean((r - b) * log p(latents, answer | question)),
+
+   where ``log p`` sums every sample site of the program's trace (so discrete and continuous latents alike get a
+   gradient, and no second copy of the model is written) and ``b`` is a moving-average baseline of the reward (it
+   lowers the variance and leaves the gradient unbiased).
+
+The guide (when the imitator has latents) takes no part in the game; it is fitted by the ELBO with respect to its
+own parameters only, so that held-out log p can still be estimated by importance sampling with it. ``retrodiction``
+weight > 0 gives the mixed objective: the (negative) ELBO per answer plus ``adversarial_weight`` times the above.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro import poutine
+from torch import nn
+
+from retro.discriminators import Discriminator
+from retro.inference.guides import AmortizedGuide
+from retro.inference.sites import trace_log_prob
+from retro.inference.two_sample import discriminator_loss
+from retro.program import ANSWER_SITE, StringProgram
+from retro.text import StringBatch
+
+__all__ = ["AdversarialObjective", "sample_with_log_prob"]
+
+
+def sample_with_log_prob(program: StringProgram, questions: StringBatch) -> tuple[StringBatch, torch.Tensor]:
+    """One answer per question from ``program`` and ``log p(latents, answer | question)`` of that run ``[B]``,
+    differentiable with respect to the program's parameters."""
+    trace = poutine.trace(program.model).get_trace(questions, None)
+    log_prob = trace_log_prob(trace)
+    tokens = trace.nodes[ANSWER_SITE]["value"].expand(len(questions), -1)
+    return StringBatch.from_tokens(tokens.detach(), program.codec.eos), log_prob.expand(len(questions))
+
+
+class AdversarialObjective(nn.Module):
+    """A training objective ``(questions, answers) -> loss`` for :func:`~retro.inference.train.train`.
+
+    Args:
+        imitator: the generator (any program following the Imitator contract).
+        discriminator: a :class:`~retro.discriminators.NeuralDiscriminator` (trained here) or a verifier one.
+        guide: the imitator's guide, fitted by the ELBO on human answers (its parameters only), or ``None``.
+        adversarial_weight: lambda, the weight of the adversarial loss.
+        retrodiction_weight: weight of the ELBO loss on the imitator (0: purely adversarial; 1: mixed).
+        discriminator_lr: Adam step size of the discriminator.
+        baseline_decay: decay of the moving-average reward baseline.
+    """
+
+    def __init__(
+        self,
+        imitator: StringProgram,
+        discriminator: Discriminator,
+        guide: AmortizedGuide | None = None,
+        adversarial_weight: float = 1.0,
+        retrodiction_weight: float = 0.0,
+        discriminator_lr: float = 1e-3,
+        baseline_decay: float = 0.9,
+    ):
+        super().__init__()
+        from retro.inference.train import elbo_loss  # train imports this module for the objectives
+
+        self.imitator, self.discriminator, self.guide = imitator, discriminator, guide
+        self.adversarial_weight, self.retrodiction_weight = adversarial_weight, retrodiction_weight
+        self.elbo = elbo_loss(imitator, guide) if (guide is not None or retrodiction_weight > 0) else None
+        params = list(discriminator.parameters())
+        self.disc_optimizer = torch.optim.Adam(params, lr=discriminator_lr) if params else None
+        self.guide_optimizer = (
+            torch.optim.Adam(guide.parameters(), lr=1e-3)
+            if guide is not None and retrodiction_weight == 0
+            else None
+        )
+        self.baseline_decay = baseline_decay
+        self.baseline: float | None = None
+        self.last: dict[str, float] = {}
+
+    def forward(self, questions: StringBatch, answers: StringBatch) -> torch.Tensor:
+        fake, log_prob = sample_with_log_prob(self.imitator, questions)
+        if self.disc_optimizer is not None:
+            disc_loss = discriminator_loss(self.discriminator, (questions, answers), (questions, fake))
+            self.disc_optimizer.zero_grad()
+            disc_loss.backward()
+            self.disc_optimizer.step()
+            self.last["discriminator_loss"] = disc_loss.item()
+        with torch.no_grad():
+            reward = self.discriminator.logits(questions, fake).to(log_prob.device, log_prob.dtype)
+        mean_reward = reward.mean().item()
+        baseline = mean_reward if self.baseline is None else self.baseline
+        self.baseline = self.baseline_decay * baseline + (1 - self.baseline_decay) * mean_reward
+        self.last["reward"] = mean_reward
+        loss = -self.adversarial_weight * ((reward - baseline) * log_prob).mean()
+        if self.elbo is not None:
+            negative_elbo = self.elbo(questions, answers) / len(answers)
+            if (
+                self.guide_optimizer is not None
+            ):  # fit the guide only: the imitator is not trained by the ELBO
+                guide_params = list(self.guide.parameters())
+                grads = torch.autograd.grad(negative_elbo, guide_params, allow_unused=True)
+                self.guide_optimizer.zero_grad()
+                for p, g in zip(guide_params, grads):
+                    p.grad = g
+                self.guide_optimizer.step()
+            else:
+                loss = loss + self.retrodiction_weight * negative_elbo
+        return loss
