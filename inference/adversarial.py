@@ -10,8 +10,10 @@ Each step draws one answer per question by running the imitator's own ``model`` 
        loss = -mean((r - b) * log p(latents, answer | question)),
 
    where ``log p`` sums every sample site of the program's trace (so discrete and continuous latents alike get a
-   gradient, and no second copy of the model is written) and ``b`` is a moving-average baseline of the reward (it
-   lowers the variance and leaves the gradient unbiased).
+   gradient, and no second copy of the model is written) and ``b`` is a baseline: with ``samples_per_question``
+   S > 1 answers per question, the mean reward of the question's *other* S - 1 answers (leave-one-out, as in
+   RLOO / VIMCO: it lowers the variance a lot and leaves the gradient unbiased); with S = 1, a moving average of
+   the reward.
 
 The guide (when the imitator has latents) takes no part in the game; it is fitted by the ELBO with respect to its
 own parameters only, so that held-out log p can still be estimated by importance sampling with it. ``retrodiction``
@@ -25,6 +27,7 @@ from pyro import poutine
 from torch import nn
 
 from retro.discriminators import Discriminator
+from retro.errors import RetroError
 from retro.inference.guides import AmortizedGuide
 from retro.inference.sites import trace_log_prob
 from retro.inference.two_sample import discriminator_loss
@@ -53,7 +56,8 @@ class AdversarialObjective(nn.Module):
         adversarial_weight: lambda, the weight of the adversarial loss.
         retrodiction_weight: weight of the ELBO loss on the imitator (0: purely adversarial; 1: mixed).
         discriminator_lr: Adam step size of the discriminator.
-        baseline_decay: decay of the moving-average reward baseline.
+        baseline_decay: decay of the moving-average reward baseline (``samples_per_question=1``).
+        samples_per_question: answers drawn per question and step (leave-one-out baseline when > 1).
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class AdversarialObjective(nn.Module):
         retrodiction_weight: float = 0.0,
         discriminator_lr: float = 1e-3,
         baseline_decay: float = 0.9,
+        samples_per_question: int = 4,
     ):
         super().__init__()
         from retro.inference.train import elbo_loss  # train imports this module for the objectives
@@ -79,24 +84,31 @@ class AdversarialObjective(nn.Module):
             if guide is not None and retrodiction_weight == 0
             else None
         )
-        self.baseline_decay = baseline_decay
+        if int(samples_per_question) != samples_per_question or samples_per_question < 1:
+            raise RetroError(f"samples_per_question must be a positive integer, got {samples_per_question}")
+        self.baseline_decay, self.samples = baseline_decay, int(samples_per_question)
         self.baseline: float | None = None
         self.last: dict[str, float] = {}
 
     def forward(self, questions: StringBatch, answers: StringBatch) -> torch.Tensor:
-        fake, log_prob = sample_with_log_prob(self.imitator, questions)
+        repeated = questions[torch.arange(len(questions)).repeat(self.samples)]  # sample-major
+        fake, log_prob = sample_with_log_prob(self.imitator, repeated)
         if self.disc_optimizer is not None:
-            disc_loss = discriminator_loss(self.discriminator, (questions, answers), (questions, fake))
+            disc_loss = discriminator_loss(self.discriminator, (questions, answers), (repeated, fake))
             self.disc_optimizer.zero_grad()
             disc_loss.backward()
             self.disc_optimizer.step()
             self.last["discriminator_loss"] = disc_loss.item()
         with torch.no_grad():
-            reward = self.discriminator.logits(questions, fake).to(log_prob.device, log_prob.dtype)
+            reward = self.discriminator.logits(repeated, fake).to(log_prob.device, log_prob.dtype)
         mean_reward = reward.mean().item()
-        baseline = mean_reward if self.baseline is None else self.baseline
-        self.baseline = self.baseline_decay * baseline + (1 - self.baseline_decay) * mean_reward
         self.last["reward"] = mean_reward
+        if self.samples > 1:  # leave-one-out: the mean reward of the question's other answers
+            per_question = reward.reshape(self.samples, len(questions))
+            baseline = ((per_question.sum(0, keepdim=True) - per_question) / (self.samples - 1)).reshape(-1)
+        else:
+            baseline = mean_reward if self.baseline is None else self.baseline
+            self.baseline = self.baseline_decay * baseline + (1 - self.baseline_decay) * mean_reward
         loss = -self.adversarial_weight * ((reward - baseline) * log_prob).mean()
         if self.elbo is not None:
             negative_elbo = self.elbo(questions, answers) / len(answers)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from retro.cli import bdmc, compare, demo, listing, report, sample, score, train
+from retro.cli import bdmc, compare, demo, experiment, listing, report, sample, score, train
 from retro.errors import RetroError
 
 __all__ = ["main"]
@@ -19,6 +19,7 @@ COMMANDS = (
     compare,
     bdmc,
     report,
+    experiment,
     listing.humans_command,
     listing.imitators_command,
 )

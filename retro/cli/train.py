@@ -1,4 +1,4 @@
-"""``retro train``: fit a built-in imitator by retrodiction (ELBO with an amortized guide)."""
+"""``retro train``: fit a built-in imitator by retrodiction (ELBO with an amortized guide), adversarially, or both."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from retro.errors import RetroError
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train an imitator by retrodiction",
-        description="Train a built-in imitator by maximizing the ELBO; the checkpoint "
-        "with the best held-out log p is kept in --out.",
+        help="train an imitator by retrodiction or adversarially",
+        description="Train a built-in imitator by maximizing the ELBO (retrodiction: the checkpoint with the best "
+        "held-out log p is kept in --out), against a discriminator (adversarial: the imitator is run forward as "
+        "a sampler, score-function gradient; the latest checkpoint is kept), or both (mixed: ELBO + lambda x "
+        "adversarial loss).",
     )
     p.add_argument("--imitator", required=True, help="built-in imitator name (see 'retro imitators')")
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
@@ -34,6 +36,19 @@ def register(subparsers) -> None:
     p.add_argument("--latent-dim", type=int, default=None, help="latent imitator: size of z (default 8)")
     p.add_argument("--num-styles", type=int, default=None, help="mixture imitator: number of styles")
     p.add_argument("--decoder", choices=("gru", "transformer"), default="gru")
+    p.add_argument("--objective", choices=("retrodiction", "adversarial", "mixed"), default="retrodiction")
+    p.add_argument(
+        "--adversarial-weight",
+        type=float,
+        default=1.0,
+        help="lambda, weight of the adversarial loss (default 1)",
+    )
+    p.add_argument(
+        "--verifier",
+        default=None,
+        help="adversarial: verifier whose verdict the discriminator sees (built-in name or module:function)",
+    )
+    p.add_argument("--disc-lr", type=float, default=1e-3, help="adversarial: discriminator step size")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
     p.add_argument("--device", default="cpu")
     add_seed(p)
@@ -41,14 +56,20 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from retro.discriminators import NeuralDiscriminator
     from retro.inference import AmortizedGuide, latent_sites
+    from retro.inference.adversarial import AdversarialObjective
     from retro.inference.train import TrainConfig, train
     from retro.inference.trained import save_trained
     from retro.models import make_imitator
+    from retro.verifiers import verifier_from_spec
 
     out = Path(args.out)
     if (out / CONFIG_FILE).exists() and not args.overwrite:
         raise RetroError(f"{out} already holds a checkpoint; pass --overwrite to replace it")
+    if args.objective == "retrodiction" and args.verifier:
+        raise RetroError("--verifier is for the adversarial and mixed objectives")
+    verifier = verifier_from_spec(args.verifier) if args.verifier else None
     seed_everything(args.seed)
     extra = {
         k: v for k, v in (("latent_dim", args.latent_dim), ("num_styles", args.num_styles)) if v is not None
@@ -83,8 +104,22 @@ def run(args) -> int:
         seed=args.seed,
         progress=sys.stderr.isatty(),
     )
+    objective = None
+    if args.objective != "retrodiction":
+        discriminator = NeuralDiscriminator(imitator.codec, imitator.max_length, verifier=verifier).to(
+            args.device
+        )
+        objective = AdversarialObjective(
+            imitator,
+            discriminator,
+            guide,
+            adversarial_weight=args.adversarial_weight,
+            retrodiction_weight=1.0 if args.objective == "mixed" else 0.0,
+            discriminator_lr=args.disc_lr,
+        )
     info = {
         "data": args.data,
+        "objective": args.objective,
         "train_pairs": len(train_pairs),
         "heldout_pairs": len(heldout),
         "config": {k: v for k, v in vars(config).items()},
@@ -106,6 +141,7 @@ def run(args) -> int:
         heldout=(heldout.questions, heldout.answers),
         config=config,
         on_improve=save,
+        objective=objective,
     )
     with open(out / "history.jsonl", "w", encoding="utf-8") as f:
         for row in report.history:

@@ -14,6 +14,7 @@ The constraint imitator (uniform over all valid completions) gives every solutio
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -267,8 +268,9 @@ def make_puzzles(
 
     Each starts from a random full grid; givens are removed in random order, a removal being undone when the
     count would exceed ``max_solutions``, until the count reaches a per-puzzle target drawn log-uniformly in the
-    range (so counts spread over the range instead of piling up at one end). Attempts that cannot reach
-    ``min_solutions`` are discarded. The defaults are :data:`DEFAULT_SOLUTION_RANGE` (4x4: 2..12; 9x9: 200..5000,
+    range (so counts spread over the range instead of piling up at one end), or, once the count is at least
+    ``min_solutions``, until the first undone removal (each costs a full enumeration up to the cap). Attempts
+    that cannot reach ``min_solutions`` are discarded. The defaults are :data:`DEFAULT_SOLUTION_RANGE` (4x4: 2..12; 9x9: 200..5000,
     few givens). Deterministic given ``rng``; the same puzzle may occur twice.
     """
     if size not in _BOX:
@@ -350,8 +352,9 @@ class ApproxCount:
     """An ApproxMC model count with its PAC guarantee.
 
     ``count`` is ApproxMC's estimate ``cells * 2**hashes``. With probability at least ``1 - delta``:
-    ``count / (1 + epsilon) <= true count <= count * (1 + epsilon)``. When the true count is below ApproxMC's
-    threshold (about 100 for the default epsilon) it is counted exactly and ``hashes == 0``.
+    ``count / (1 + epsilon) <= true count <= count * (1 + epsilon)``. Below ApproxMC's threshold (about 100 for
+    the default epsilon, after its preprocessing factors out forced and free variables into ``hashes``) the count
+    is exact; ``hashes`` alone does not say whether it was.
     """
 
     count: int
@@ -375,6 +378,29 @@ class ApproxCount:
         return self.log_count + math.log1p(self.epsilon)
 
 
+@functools.cache
+def _checked_pyapproxmc():
+    """The ``pyapproxmc`` module, after checking it counts a formula with two models as 2.
+
+    pyapproxmc 4.3.x and 4.4.0 drop the factor of variables that their preprocessing eliminates (``x1 xor x2``
+    over ``{x1, x2}`` counts as 1, and a 4x4 Sudoku with 4 solutions as 1); 4.1.24 counts correctly.
+    """
+    try:
+        import pyapproxmc
+    except ImportError:
+        raise RetroError("pyapproxmc is not installed: pip install 'retro-imitators[experiments]'") from None
+    counter = pyapproxmc.Counter(seed=1)
+    counter.add_clauses([[1, 2], [-1, -2]])
+    cells, hashes = counter.count([1, 2])
+    if cells << hashes != 2:
+        version = getattr(pyapproxmc, "__version__", "?")
+        raise RetroError(
+            f"pyapproxmc {version} miscounts (x1 xor x2 has {cells << hashes} models, not 2; 4.3 and 4.4 do this): "
+            "pip install 'pyapproxmc>=4.1.24,<4.3'"
+        )
+    return pyapproxmc
+
+
 def approx_count(puzzle: str, epsilon: float = 0.8, delta: float = 0.2, seed: int = 1) -> ApproxCount:
     """ApproxMC's (epsilon, delta) estimate of the number of solutions of ``puzzle`` (via :func:`sudoku_cnf`).
 
@@ -385,10 +411,7 @@ def approx_count(puzzle: str, epsilon: float = 0.8, delta: float = 0.2, seed: in
         raise RetroError(f"ApproxMC epsilon must be > 0, got {epsilon!r}")
     if not (isinstance(delta, (int, float)) and 0 < delta < 1):
         raise RetroError(f"ApproxMC delta must be in (0, 1), got {delta!r}")
-    try:
-        import pyapproxmc
-    except ImportError:
-        raise RetroError("pyapproxmc is not installed: pip install 'retro-imitators[experiments]'") from None
+    pyapproxmc = _checked_pyapproxmc()
     clauses, sampling_set = sudoku_cnf(puzzle)
     counter = pyapproxmc.Counter(seed=int(seed), epsilon=float(epsilon), delta=float(delta))
     counter.add_clauses(clauses)
