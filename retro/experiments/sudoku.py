@@ -127,7 +127,7 @@ class SudokuRow:
     verifier_disc_ci_high: float
     verifier_pass_rate: float
     log_prob_mean: float
-    log_prob_stderr: float
+    log_prob_stderr: float | None  # None from a single puzzle
     c2st_accuracy: float | None
     typicality_p_value: float | None
 
@@ -169,7 +169,7 @@ def _verifier_row(size, name, codec, questions, answers, samples, log_probs, rep
         verifier_disc_ci_high=test.ci_high,
         verifier_pass_rate=sum(passed) / len(passed),
         log_prob_mean=float(values.mean()),
-        log_prob_stderr=float(values.std() / math.sqrt(len(values))),
+        log_prob_stderr=float(values.std() / math.sqrt(len(values))) if len(values) > 1 else None,
         c2st_accuracy=report.two_sample.accuracy if report is not None else None,
         typicality_p_value=report.typicality.overall_p_value if report is not None else None,
     )

@@ -191,3 +191,74 @@ def test_score_with_ais_and_bdmc(capsys):
     assert all({"answer", "log_prob_lower", "log_prob_upper", "exact"} <= set(r) for r in rows)
     code, _, err = run(capsys, "bdmc --model human:arithmetic --n 3")
     assert code == 2 and "needs continuous latents" in err
+
+
+def test_experiments_print_json_rows(capsys):
+    code, out, _ = run(
+        capsys, "experiment steganography --bits 0,1 --train 60 --test 40 --disc-steps 5 --format json"
+    )
+    rows = json.loads(out)["rows"]
+    assert code == 0 and [r["bits"] for r in rows] == [0, 1]
+    assert all({"bits", "disc_accuracy", "decode_accuracy", "log_prob_drop_nats"} <= set(r) for r in rows)
+    code, out, _ = run(
+        capsys,
+        "experiment sudoku --puzzles 8 --puzzles-9x9 1 --train-steps 5 --disc-steps 5 --format json --seed 3",
+    )
+    result = json.loads(out)
+    assert code == 0 and len(result["counting_rows"]) == 1
+    assert all(
+        {"imitator", "verifier_disc_accuracy", "log_prob_mean", "verifier_pass_rate"} <= set(r)
+        for r in result["rows"]
+    )
+    code, out, _ = run(capsys, "experiment steganography --bits 0 --train 60 --test 40 --disc-steps 5")
+    assert code == 0 and out.splitlines()[0].split()[:2] == ["bits", "smoothing"]  # a table by default
+
+
+def test_report_json_and_png(capsys, tmp_path):
+    png = tmp_path / "report.png"
+    code, out, _ = run(
+        capsys,
+        "report --model human:arithmetic --data human:arithmetic --n 24 --samples 5 --particles 10 "
+        f"--disc-steps 5 --verifier arithmetic --png {png}",
+    )
+    report = json.loads(out)
+    assert code == 0 and png.exists()
+    assert {"log_prob_mean", "log_prob_stderr", "typicality", "two_sample", "verifier_pass_rate"} <= set(
+        report
+    )
+
+
+def test_adversarial_training_from_the_cli(capsys, tmp_path):
+    out = tmp_path / "adv"
+    code, printed, _ = run(
+        capsys,
+        f"train --imitator seq2seq --data human:arithmetic --n 200 --out {out} --objective mixed "
+        "--verifier arithmetic --steps 4 --eval-every 2 --hidden-dim 16 --max-length 16",
+    )
+    assert code == 0 and json.loads(printed)["steps"] == 4
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [2, 4] and all("reward" in h for h in history)
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (
+            "report --model human:arithmetic --data human:arithmetic --verifier nope",
+            "unknown verifier 'nope'",
+        ),
+        (
+            "report --model human:arithmetic --data human:arithmetic --n 8 --samples 2 --particles 2 "
+            "--disc-steps 1 --verifier json:loads",
+            "verifier 'json:loads' raised TypeError on question",
+        ),
+        (
+            "train --imitator seq2seq --data human:arithmetic --out x --verifier arithmetic",
+            "--verifier is for",
+        ),
+        ("experiment steganography --bits 7", "bits must be in 0..4"),
+    ],
+)
+def test_adversarial_bad_input_is_one_line(capsys, command, message):
+    code, _, err = run(capsys, command)
+    assert code == 2 and message in err and err.count("\n") == 1
