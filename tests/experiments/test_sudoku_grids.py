@@ -33,18 +33,24 @@ SOLVED_9 = "53467891267219534819834256785976142342685379171392485696153728428741
 LATIN_NOT_SUDOKU_4 = "1234234134124123"
 
 
-def brute_force(puzzle):
-    """Every completion of the blanks by every digit, kept when ``is_solution`` accepts it."""
+def row_permutation_completions(puzzle):
+    """Every completion of ``puzzle`` whose rows are permutations of 1..n (as the rows of any solution are)."""
     n = grid_size(puzzle)
-    blanks = [i for i, ch in enumerate(puzzle) if ch == "."]
-    found = []
-    for digits in itertools.product("123456789"[:n], repeat=len(blanks)):
-        grid = list(puzzle)
-        for i, d in zip(blanks, digits):
-            grid[i] = d
-        if is_solution(puzzle, "".join(grid)):
-            found.append("".join(grid))
-    return sorted(found)
+    choices = []
+    for r in range(n):
+        row = puzzle[r * n : (r + 1) * n]
+        missing = sorted(set("123456789"[:n]) - set(row))
+        fills = []
+        for perm in itertools.permutations(missing):
+            it = iter(perm)
+            fills.append("".join(next(it) if ch == "." else ch for ch in row))
+        choices.append(fills if len(missing) == row.count(".") else [])
+    return map("".join, itertools.product(*choices))
+
+
+def brute_force(puzzle):
+    """The sorted completions with permutation rows that ``is_solution`` accepts."""
+    return sorted(g for g in row_permutation_completions(puzzle) if is_solution(puzzle, g))
 
 
 def blank_out(grid, cells):
@@ -119,17 +125,21 @@ def test_the_empty_4x4_grid_has_the_known_288_solutions_all_distinct_and_valid()
 
 def test_enumeration_matches_brute_force_on_small_4x4_puzzles():
     rng = random.Random(11)
-    grids = solutions("." * 16)
-    puzzles = [blank_out(rng.choice(grids), set(rng.sample(range(16), 7))) for _ in range(6)]
-    puzzles += ["11" + "." * 14, "1...1" + "." * 11, "12" + "." * 6 + "21" + "." * 6]  # contradictory givens
+    puzzles = make_puzzles(4, 6, rng, min_solutions=1, max_solutions=12)
+    # The same with one given changed to another digit: mostly unsolvable, some with directly clashing givens.
+    for puzzle in puzzles[:4]:
+        i = rng.choice([i for i, ch in enumerate(puzzle) if ch != "."])
+        digit = rng.choice([d for d in "1234" if d != puzzle[i]])
+        puzzles.append(puzzle[:i] + digit + puzzle[i + 1 :])
+    puzzles.append("1.1." + "." * 12)  # clashing givens
+    puzzles.append(".234" + "3412" + "1.4." + "4.2.")  # no clash, but cell (0, 0) has no digit left
     counts = []
     for puzzle in puzzles:
         expected = brute_force(puzzle)
         assert sorted(solutions(puzzle)) == expected
         assert count_solutions(puzzle) == len(expected)
         counts.append(len(expected))
-    assert counts[-3:] == [0, 0, 0]
-    assert max(counts) >= 2  # the check covered puzzles with several solutions
+    assert max(counts) >= 2 and min(counts) == 0  # the check covered several solutions and none
 
 
 def test_limit_stops_the_search():
@@ -227,22 +237,12 @@ def test_cnf_variables_sampling_set_and_models_are_the_solutions():
     assert all(0 < abs(lit) <= 64 for clause in clauses for lit in clause)
     _, sampling9 = sudoku_cnf("." * 81)
     assert sampling9 == list(range(1, 730))
-    # On 4x4 puzzles with a few blanks: the digit grids satisfying the CNF are exactly the solutions (the cell
-    # clauses force one digit per cell, so these grids are all the CNF's models).
-    rng = random.Random(4)
-    grids = solutions("." * 16)
-    for _ in range(3):
-        puzzle = blank_out(rng.choice(grids), set(rng.sample(range(16), 5)))
+    # On 4x4 puzzles: the grids satisfying the CNF are exactly the solutions. Every model is such a grid (one digit
+    # per cell, each digit in each row), with permutation rows, so checking those completions checks all models.
+    for puzzle in make_puzzles(4, 2, random.Random(4)) + [".234" + "3412" + "1.4." + "4.2."]:
         clauses, _ = sudoku_cnf(puzzle)
-        blanks = [i for i, ch in enumerate(puzzle) if ch == "."]
-        models = []
-        for digits in itertools.product("1234", repeat=len(blanks)):
-            grid = list(puzzle)
-            for i, d in zip(blanks, digits):
-                grid[i] = d
-            if satisfies(clauses, "".join(grid)):
-                models.append("".join(grid))
-        assert sorted(models) == sorted(solutions(puzzle))
+        models = sorted(g for g in row_permutation_completions(puzzle) if satisfies(clauses, g))
+        assert models == sorted(solutions(puzzle))
     assert not satisfies(sudoku_cnf("." * 16)[0], LATIN_NOT_SUDOKU_4)
     assert not satisfies(sudoku_cnf("2" + "." * 15)[0], SOLVED_4)
 
