@@ -62,3 +62,20 @@ def test_importance_speed_smoke():
         assert row["agreement_fraction"] >= 0.75, row
         assert row["pyro_importance_agreement_fraction"] >= 0.5, row  # 2 answers: at most one miss
         assert row["renyi_agreement_fraction"] >= 0.75, row
+
+
+def test_adversarial_speed_smoke():
+    script = ROOT / "benchmarks" / "adversarial_speed.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout)
+    assert report["benchmark"] == "adversarial_speed" and report["steps"] == 3
+    for key in (
+        "retro_answers_per_s",
+        "torch_answers_per_s",
+        "retrodiction_answers_per_s",
+        "ratio_retro_vs_torch",
+    ):
+        assert _positive_finite(report[key]), (key, report[key])
