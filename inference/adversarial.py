@@ -30,6 +30,7 @@ from retro.discriminators import Discriminator
 from retro.errors import RetroError
 from retro.inference.guides import AmortizedGuide
 from retro.inference.sites import trace_log_prob
+from retro.inference.train import elbo_loss
 from retro.inference.two_sample import discriminator_loss
 from retro.program import ANSWER_SITE, StringProgram
 from retro.text import StringBatch
@@ -72,8 +73,6 @@ class AdversarialObjective(nn.Module):
         samples_per_question: int = 4,
     ):
         super().__init__()
-        from retro.inference.train import elbo_loss  # train imports this module for the objectives
-
         self.imitator, self.discriminator, self.guide = imitator, discriminator, guide
         self.adversarial_weight, self.retrodiction_weight = adversarial_weight, retrodiction_weight
         self.elbo = elbo_loss(imitator, guide) if (guide is not None or retrodiction_weight > 0) else None

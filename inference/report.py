@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -87,7 +86,6 @@ def imitator_report(
             f"report: need as many questions as answers, at least 4; got {len(questions)}, {len(answers)}"
         )
     torch.manual_seed(seed)
-    random.seed(seed)
     questions, answers = list(questions), list(answers)
     proposal = "guide" if guide is not None else "prior"
     records = importance(
