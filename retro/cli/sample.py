@@ -16,6 +16,9 @@ def register(subparsers) -> None:
     p.add_argument("--data", default=None, help="take the questions from this data spec instead")
     p.add_argument("--n", type=int, default=10, help="with --data: number of questions (default 10)")
     p.add_argument("--num-samples", type=int, default=3, help="answers per question (default 3)")
+    p.add_argument(
+        "--temperature", type=float, default=1.0, help="sampling temperature of the answer (default 1)"
+    )
     p.add_argument("--format", choices=("jsonl", "table"), default="table")
     p.add_argument("--device", default="cpu")
     add_seed(p)
@@ -27,10 +30,12 @@ def run(args) -> int:
         raise RetroError("give either --questions or --data")
     if args.num_samples < 1:
         raise RetroError(f"--num-samples must be >= 1, got {args.num_samples}")
+    from retro.tempering import tempered
+
     seed_everything(args.seed)
-    model = load_model(args.model, args.device)
+    program = tempered(load_model(args.model, args.device).program, args.temperature)
     questions = args.questions or load_pairs(args.data, n=args.n, seed=args.seed).questions
-    samples = model.program.sample(questions, num_samples=args.num_samples)
+    samples = program.sample(questions, num_samples=args.num_samples)
     rows = [
         {"question": q, "sample": i, "answer": s}
         for q, answers in zip(questions, samples)

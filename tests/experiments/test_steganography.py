@@ -71,3 +71,8 @@ def test_bad_settings():
         run_steganography(bits=(0, 5))
     with pytest.raises(RetroError, match="smoothing must be in"):
         StegoImitator(1, b"k", smoothing=1.5)
+
+
+def test_a_fixed_seed_reproduces_the_numbers():
+    settings = dict(bits=(1,), num_train=60, num_test=40, disc_steps=5, seed=7)
+    assert run_steganography(**settings) == run_steganography(**settings)

@@ -214,6 +214,15 @@ def test_experiments_print_json_rows(capsys):
     assert code == 0 and out.splitlines()[0].split()[:2] == ["bits", "smoothing"]  # a table by default
 
 
+def test_sample_temperature(capsys):
+    code, out, _ = run(
+        capsys, "sample --model human:typist --questions word --num-samples 5 --temperature 0.05"
+    )
+    assert code == 0 and [line.split()[-1] for line in out.splitlines()[1:]] == ["word"] * 5
+    code, _, err = run(capsys, "sample --model human:typist --questions word --temperature 0")
+    assert code == 2 and "temperature must be > 0" in err
+
+
 def test_report_json_and_png(capsys, tmp_path):
     png = tmp_path / "report.png"
     code, out, _ = run(
