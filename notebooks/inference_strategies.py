@@ -63,7 +63,7 @@ IMITATOR_TRAIN = 300 if SMOKE else 3000  # answers the imitator is trained on
 IMITATOR_STEPS = 30 if SMOKE else 2000
 IMITATOR_HIDDEN = 16 if SMOKE else 64
 BDMC_ANSWERS = 5 if SMOKE else 30
-BDMC_STEPS, BDMC_CHAINS = (4, 4) if SMOKE else (48, 128)
+BDMC_STEPS, BDMC_CHAINS = (4, 4) if SMOKE else (48, 256)
 
 torch.set_num_threads(1)  # small networks; OpenMP threads on a shared machine can be many times slower
 # Everything runs in float64 so that the quadrature ("exact") is exact to far below any Monte Carlo error.

@@ -7,6 +7,7 @@ import random
 from retro.cli.common import add_seed, load_model, seed_everything, write_records
 from retro.data import load_pairs
 from retro.errors import RetroError
+from retro.inference.bdmc import DEFAULT_BDMC_CHAINS, DEFAULT_CONFIDENCE
 
 
 def register(subparsers) -> None:
@@ -24,12 +25,17 @@ def register(subparsers) -> None:
         help="data spec to take questions from (default: the human's own, or the training data)",
     )
     p.add_argument("--steps", type=int, default=48, help="annealing steps (default 48)")
-    p.add_argument("--chains", type=int, default=128, help="chains per answer and direction (default 128)")
+    p.add_argument(
+        "--chains",
+        type=int,
+        default=DEFAULT_BDMC_CHAINS,
+        help=f"chains per answer and direction (default {DEFAULT_BDMC_CHAINS})",
+    )
     p.add_argument(
         "--confidence",
         type=float,
-        default=0.95,
-        help="probability with which both bounds hold together (default 0.95; 0: bare means)",
+        default=DEFAULT_CONFIDENCE,
+        help=f"probability with which both bounds hold together (default {DEFAULT_CONFIDENCE}; 0: bare means)",
     )
     p.add_argument("--proposal", choices=("prior", "guide"), default="prior")
     p.add_argument("--format", choices=("jsonl", "table"), default="table")

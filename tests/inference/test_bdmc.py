@@ -8,7 +8,7 @@ import pytest
 
 from retro.errors import RetroError
 from retro.humans import make_human
-from retro.inference.bdmc import DEFAULT_CONFIDENCE, bdmc
+from retro.inference.bdmc import DEFAULT_BDMC_CHAINS, DEFAULT_CONFIDENCE, bdmc
 
 
 def _typist_sandwiches(n, seed, **settings):
@@ -28,7 +28,10 @@ def test_confidence_bounds_cover_exact_at_the_default_budget(float64):
     assert np.mean([r.gap for r in results]) <= 0.1
     # The AIS estimate lies between the bare means in expectation, so it is inside nearly every sandwich.
     assert np.mean([r.log_prob_lower <= r.ais_estimate <= r.log_prob_upper for r in results]) >= 0.95
-    assert all(r.answer and r.num_chains == 128 and r.confidence == DEFAULT_CONFIDENCE for r in results)
+    assert all(
+        r.answer and r.num_chains == DEFAULT_BDMC_CHAINS and r.confidence == DEFAULT_CONFIDENCE
+        for r in results
+    )
 
 
 @pytest.mark.parametrize("num_steps", [3, 48])
