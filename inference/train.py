@@ -22,6 +22,7 @@ from retro.errors import RetroError
 from retro.inference.guides import AmortizedGuide
 from retro.inference.importance import importance
 from retro.inference.results import summarize
+from retro.inference.train_state import TrainState
 from retro.program import StringProgram
 
 __all__ = ["TrainConfig", "TrainReport", "train", "elbo_loss"]
@@ -41,6 +42,9 @@ class TrainConfig:
         eval_answers: held-out answers used per evaluation (the first ones).
         seed: seeds torch (minibatch order, particles).
         progress: show a progress bar.
+        checkpoint_every: steps between training-state checkpoints (``on_checkpoint``), or ``None``.
+        patience: with the default (retrodiction) objective, stop after this many evaluations without a new best
+            held-out log p (early stopping), or ``None``.
     """
 
     steps: int = 2000
@@ -52,6 +56,8 @@ class TrainConfig:
     eval_answers: int = 200
     seed: int = 0
     progress: bool = True
+    checkpoint_every: int | None = None
+    patience: int | None = None
 
 
 @dataclass
@@ -63,6 +69,7 @@ class TrainReport:
     best_step: int = 0
     steps: int = 0
     seconds: float = 0.0
+    stopped_early: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,16 +105,25 @@ def train(
     config: TrainConfig = TrainConfig(),
     on_improve: Callable[[TrainReport], None] | None = None,
     objective: torch.nn.Module | None = None,
+    on_evaluate: Callable[[dict[str, Any]], None] | None = None,
+    on_checkpoint: Callable[[TrainState], None] | None = None,
+    resume: TrainState | None = None,
 ) -> TrainReport:
     """Train ``imitator`` (and ``guide``) on (question, answer) pairs; return the report.
 
     ``objective`` (default: minus the ELBO per answer) maps a minibatch ``(questions, answers)`` to the loss; an
     :class:`~retro.inference.adversarial.AdversarialObjective` trains adversarially (or mixed). With the default
     objective, the parameters with the best held-out estimated log p (or the last ones, without ``heldout``) are
-    restored at the end and ``on_improve(report)`` is called after each new best (e.g. to write a checkpoint).
-    Another objective is not scored by held-out log p, so every evaluation counts as the new "best" (the last
-    parameters are kept, and ``on_improve`` writes every evaluation). Evaluation rows also carry what the objective
-    reports (e.g. the adversarial reward and discriminator loss).
+    restored at the end, ``on_improve(report)`` is called after each new best (e.g. to write a checkpoint), and
+    ``config.patience`` stops the run after that many evaluations without a new best. Another objective is not
+    scored by held-out log p, so every evaluation counts as the new "best" (the last parameters are kept, and
+    ``on_improve`` writes every evaluation). Evaluation rows also carry what the objective reports (e.g. the
+    adversarial reward) and are passed to ``on_evaluate`` as they come (e.g. to append them to a log).
+
+    ``on_checkpoint(state)`` receives a :class:`~retro.inference.train_state.TrainState` every
+    ``config.checkpoint_every`` steps and at the end; ``resume`` continues from such a state exactly (same
+    minibatches and random draws as a run that never stopped). A non-finite loss stops training with a
+    :class:`~retro.errors.RetroError` before any parameter is changed by it.
     """
     if len(questions) != len(answers) or not answers:
         raise RetroError(f"need as many questions as answers (>0), got {len(questions)} and {len(answers)}")
@@ -120,40 +136,89 @@ def train(
         def objective(q_batch, a_batch):
             return negative_elbo(q_batch, a_batch) / len(a_batch)
 
+    modules = {"imitator": imitator, "guide": guide}
+    if isinstance(objective, torch.nn.Module):
+        modules["objective"] = objective  # e.g. a discriminator
     params = list(imitator.parameters()) + (list(guide.parameters()) if guide is not None else [])
     optimizer = torch.optim.Adam(params, lr=config.learning_rate)
     report = TrainReport()
-    best_state = None
+    best_parameters: dict[str, torch.Tensor] | None = None
+    order, cursor, running, first_step, waited, seconds_before = (
+        torch.randperm(len(answers)),
+        0,
+        None,
+        1,
+        0,
+        0.0,
+    )
+    if resume is not None:
+        _load_parameters(modules, resume.parameters)
+        optimizer.load_state_dict(resume.optimizer)
+        order, cursor, running, first_step = resume.order, resume.cursor, resume.running, resume.step + 1
+        report.history, report.best_heldout, report.best_step = (
+            list(resume.history),
+            resume.best_heldout,
+            resume.best_step,
+        )
+        best_parameters, waited, seconds_before = (
+            resume.best_parameters,
+            resume.evaluations_since_best,
+            resume.seconds,
+        )
+        torch.set_rng_state(resume.rng)
+        if resume.cuda_rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(resume.cuda_rng)
     start = time.monotonic()
     deadline = start + 60 * config.minutes if config.minutes else math.inf
-    order = torch.randperm(len(answers))
-    cursor, running = 0, None
-    bar = tqdm(total=config.steps, desc="train", unit="step", disable=not config.progress)
+    bar = tqdm(
+        total=config.steps, initial=first_step - 1, desc="train", unit="step", disable=not config.progress
+    )
+
+    def snapshot(step: int) -> TrainState:
+        return TrainState(
+            step=step,
+            cursor=cursor,
+            order=order,
+            running=running,
+            history=list(report.history),
+            best_heldout=report.best_heldout,
+            best_step=report.best_step,
+            evaluations_since_best=waited,
+            seconds=seconds_before + time.monotonic() - start,
+            rng=torch.get_rng_state(),
+            parameters=_parameters(modules),
+            best_parameters=best_parameters if best_parameters is not None else _parameters(modules),
+            optimizer=copy.deepcopy(optimizer.state_dict()),  # the live state changes in place
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        )
 
     def evaluate(step: int) -> None:
-        nonlocal best_state
-        row: dict[str, Any] = {"step": step, "seconds": round(time.monotonic() - start, 2), "loss": running}
+        nonlocal best_parameters, waited
+        seconds = round(seconds_before + time.monotonic() - start, 2)
+        row: dict[str, Any] = {"step": step, "seconds": seconds, "loss": running}
         row.update(getattr(objective, "last", {}))
         if heldout is not None:
             row["heldout_log_prob"], row["heldout_stderr"] = _heldout_log_prob(
                 imitator, guide, heldout, config
             )
         report.history.append(row)
+        if on_evaluate is not None:
+            on_evaluate(row)
         score = row.get("heldout_log_prob", -(running if running is not None else math.inf))
-        if best_state is None or score > report.best_heldout or not retrodiction:
-            report.best_heldout, report.best_step = score, step
-            best_state = copy.deepcopy(
-                (imitator.state_dict(), guide.state_dict() if guide is not None else None)
-            )
+        if best_parameters is None or score > report.best_heldout or not retrodiction:
+            report.best_heldout, report.best_step, waited = score, step, 0
+            best_parameters = _parameters(modules)
             if on_improve is not None:
                 on_improve(report)
+        else:
+            waited += 1
         bar.set_postfix(
             loss=f"{running:.3f}" if running is not None else "-",
             heldout=f"{row.get('heldout_log_prob', float('nan')):.3f}",
         )
 
-    step = 0
-    for step in range(1, config.steps + 1):
+    step = first_step - 1
+    for step in range(first_step, config.steps + 1):
         if cursor + config.batch_size > len(order):
             order, cursor = torch.randperm(len(answers)), 0
         index = order[cursor : cursor + config.batch_size]
@@ -164,7 +229,7 @@ def train(
             bar.close()
             raise RetroError(
                 f"training stopped at step {step}: the loss is {loss.item()} "
-                "(the best parameters so far are kept)"
+                "(the best parameters so far and the last checkpoint are kept)"
             )
         optimizer.zero_grad()
         loss.backward()
@@ -173,13 +238,34 @@ def train(
         bar.update(1)
         if step % config.eval_every == 0:
             evaluate(step)
+        if on_checkpoint is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
+            on_checkpoint(snapshot(step))
+        if config.patience is not None and retrodiction and waited >= config.patience:
+            report.stopped_early = True
+            break
         if time.monotonic() > deadline:
             break
     if not report.history or report.history[-1]["step"] != step:
         evaluate(step)
+    if on_checkpoint is not None:
+        on_checkpoint(snapshot(step))
     bar.close()
-    imitator.load_state_dict(best_state[0])
-    if guide is not None:
-        guide.load_state_dict(best_state[1])
-    report.steps, report.seconds = step, time.monotonic() - start
+    _load_parameters(modules, best_parameters)
+    report.steps, report.seconds = step, seconds_before + time.monotonic() - start
     return report
+
+
+def _parameters(modules: dict[str, torch.nn.Module | None]) -> dict[str, torch.Tensor]:
+    return {
+        f"{name}.{key}": value.detach().clone()
+        for name, module in modules.items()
+        if module is not None
+        for key, value in module.state_dict().items()
+    }
+
+
+def _load_parameters(modules: dict[str, torch.nn.Module | None], tensors: dict[str, torch.Tensor]) -> None:
+    for name, module in modules.items():
+        if module is not None:
+            prefix = f"{name}."
+            module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})

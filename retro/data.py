@@ -1,8 +1,9 @@
-"""(question, answer) datasets: JSONL and CSV files, and draws from the built-in synthetic humans.
+"""(question, answer) datasets: JSONL and CSV files, synthetic-human draws and built-in datasets.
 
-A data spec is a path to a ``.jsonl``/``.csv`` file whose records have ``question`` and ``answer`` fields, or
-``human:NAME`` (answers drawn from that built-in human). Every problem is reported as one line naming the file
-and line.
+A data spec is a path to a ``.jsonl``/``.csv`` file whose records have ``question`` and ``answer`` fields,
+``human:NAME`` (answers drawn from that built-in human), or ``builtin:NAME:SPLIT`` (a built-in dataset from
+``retro.datasets``, e.g. ``builtin:cmudict-g2p:train``; its pair ``i`` is located as
+``builtin:NAME:SPLIT#i``). Every problem is reported as one line naming the file and line.
 """
 
 from __future__ import annotations
@@ -118,7 +119,11 @@ def _read_csv(path: Path) -> Pairs:
 
 
 def load_pairs(spec: str, n: int | None = None, seed: int = 0) -> Pairs:
-    """Load a data spec (see module docstring); ``n`` keeps the first ``n`` pairs (or draws ``n`` from a human)."""
+    """Load a data spec (see module docstring).
+
+    ``n`` keeps the first ``n`` pairs of a file, draws ``n`` from a human, or keeps a ``seed``-ed random ``n``
+    of a built-in dataset (in dataset order; a larger ``n`` with the same seed keeps a superset).
+    """
     if n is not None and n < 1:
         raise DataError(f"--n must be >= 1, got {n}")
     if spec.startswith("human:"):
@@ -127,9 +132,13 @@ def load_pairs(spec: str, n: int | None = None, seed: int = 0) -> Pairs:
         human = make_human(spec.split(":", 1)[1])
         questions, answers = human.draw(n or DEFAULT_HUMAN_PAIRS, seed)
         return Pairs(questions, answers, [f"{spec} (seed {seed}) pair {i}" for i in range(len(answers))])
+    if spec.startswith("builtin:"):
+        return _load_builtin(spec, n, seed)
     path = Path(spec)
     if not path.is_file():
-        raise DataError(f"no data file at {spec!r} (expected a .jsonl or .csv file, or human:NAME)")
+        raise DataError(
+            f"no data file at {spec!r} (expected a .jsonl or .csv file, human:NAME or builtin:NAME:SPLIT)"
+        )
     if path.suffix.lower() == ".csv":
         pairs = _read_csv(path)
     elif path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
@@ -139,6 +148,24 @@ def load_pairs(spec: str, n: int | None = None, seed: int = 0) -> Pairs:
     if not len(pairs):
         raise DataError(f"{spec}: no (question, answer) pairs")
     return pairs.subset(range(min(n, len(pairs)))) if n is not None else pairs
+
+
+def _load_builtin(spec: str, n: int | None, seed: int) -> Pairs:
+    # The first n would be a biased slice (cmudict is alphabetical), so n picks a seeded sample instead.
+    from retro.datasets import load_builtin
+
+    parts = spec.split(":")
+    if len(parts) != 3:
+        raise DataError(f"{spec!r}: expected builtin:NAME:SPLIT, e.g. builtin:cmudict-g2p:train")
+    questions, answers = load_builtin(parts[1], parts[2])
+    indices: Sequence[int] = range(len(answers))
+    if n is not None and n < len(answers):
+        order = list(indices)
+        random.Random(seed).shuffle(order)
+        indices = sorted(order[:n])
+    return Pairs(
+        [questions[i] for i in indices], [answers[i] for i in indices], [f"{spec}#{i}" for i in indices]
+    )
 
 
 def split_pairs(pairs: Pairs, heldout_fraction: float = 0.1, seed: int = 0) -> tuple[Pairs, Pairs]:

@@ -11,6 +11,8 @@ from retro.cli.common import add_seed, load_data, seed_everything
 from retro.data import split_pairs
 from retro.errors import RetroError
 
+DEFAULT_STEPS = 2000
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -21,13 +23,31 @@ def register(subparsers) -> None:
         "a sampler, score-function gradient; the latest checkpoint is kept), or both (mixed: ELBO + lambda x "
         "adversarial loss).",
     )
-    p.add_argument("--imitator", required=True, help="built-in imitator name (see 'retro imitators')")
-    p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
-    p.add_argument("--out", required=True, help="directory for the checkpoint")
+    p.add_argument("--imitator", help="built-in imitator name (see 'retro imitators')")
+    p.add_argument("--data", help="JSONL/CSV with question and answer fields, or human:NAME")
+    p.add_argument("--out", help="directory for the checkpoint")
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue the run saved in DIR with its settings (--steps: the new total; --minutes: a new cap)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=100,
+        help="steps between training-state checkpoints in OUT/state (default 100)",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="retrodiction: stop after this many evaluations without a better held-out log p",
+    )
     p.add_argument("--n", type=int, default=None, help="use the first N pairs (or draw N from a human)")
     p.add_argument("--heldout", default=None, help="held-out data spec (default: 10%% of --data)")
     p.add_argument("--minutes", type=float, default=None, help="wall-time cap")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default {DEFAULT_STEPS})")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--eval-every", type=int, default=200)
@@ -55,18 +75,78 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+STATE_DIR = "state"  # inside --out: the training state that --resume continues from
+HISTORY_FILE = "history.jsonl"
+SETTINGS = (  # what a resumed run takes from the saved one
+    "imitator",
+    "data",
+    "out",
+    "n",
+    "heldout",
+    "batch_size",
+    "lr",
+    "eval_every",
+    "max_length",
+    "hidden_dim",
+    "latent_dim",
+    "num_styles",
+    "decoder",
+    "objective",
+    "adversarial_weight",
+    "verifier",
+    "disc_lr",
+    "device",
+    "seed",
+    "checkpoint_every",
+    "patience",
+    "steps",
+    "minutes",
+)
+
+
+def _resumed_settings(args):
+    """The saved run's settings and state; --steps (the new total) and --minutes replace the saved ones."""
+    from retro.inference.train_state import load_train_state
+
+    state, info = load_train_state(Path(args.resume) / STATE_DIR)
+    saved = info.get("settings")
+    if not isinstance(saved, dict):
+        raise RetroError(f"{args.resume}: the training state does not record the run's settings")
+    given_steps, given_minutes = args.steps, args.minutes
+    for key in SETTINGS:
+        setattr(args, key, saved.get(key))
+    args.out = args.resume
+    args.steps = given_steps if given_steps is not None else args.steps
+    if args.steps <= state.step:
+        raise RetroError(f"{args.resume} already ran {state.step} steps; give --steps above that to continue")
+    args.minutes = given_minutes if given_minutes is not None else args.minutes
+    return state
+
+
 def run(args) -> int:
     from retro.discriminators import NeuralDiscriminator
     from retro.inference import AmortizedGuide, latent_sites
     from retro.inference.adversarial import AdversarialObjective
     from retro.inference.train import TrainConfig, train
+    from retro.inference.train_state import save_train_state
     from retro.inference.trained import save_trained
     from retro.models import make_imitator
     from retro.verifiers import verifier_from_spec
 
+    state = None
+    if args.resume:
+        state = _resumed_settings(args)
+    else:
+        missing = [f"--{k}" for k in ("imitator", "data", "out") if getattr(args, k) is None]
+        if missing:
+            raise RetroError(f"give {', '.join(missing)} (or --resume DIR)")
+        if (Path(args.out) / CONFIG_FILE).exists() and not args.overwrite:
+            raise RetroError(f"{args.out} already holds a checkpoint; pass --overwrite to replace it")
+        args.steps = DEFAULT_STEPS if args.steps is None else args.steps
     out = Path(args.out)
-    if (out / CONFIG_FILE).exists() and not args.overwrite:
-        raise RetroError(f"{out} already holds a checkpoint; pass --overwrite to replace it")
+    for name, value in (("--checkpoint-every", args.checkpoint_every), ("--patience", args.patience)):
+        if value is not None and value < 1:
+            raise RetroError(f"{name} must be >= 1, got {value}")
     if args.objective == "retrodiction" and args.verifier:
         raise RetroError("--verifier is for the adversarial and mixed objectives")
     verifier = verifier_from_spec(args.verifier) if args.verifier else None
@@ -103,6 +183,8 @@ def run(args) -> int:
         eval_every=args.eval_every,
         seed=args.seed,
         progress=sys.stderr.isatty(),
+        checkpoint_every=args.checkpoint_every,
+        patience=args.patience,
     )
     objective = None
     if args.objective != "retrodiction":
@@ -133,19 +215,33 @@ def run(args) -> int:
             {**info, "best_step": report.best_step, "best_heldout_log_prob": report.best_heldout},
         )
 
-    report = train(
-        imitator,
-        train_pairs.questions,
-        train_pairs.answers,
-        guide=guide,
-        heldout=(heldout.questions, heldout.answers),
-        config=config,
-        on_improve=save,
-        objective=objective,
-    )
-    with open(out / "history.jsonl", "w", encoding="utf-8") as f:
-        for row in report.history:
-            f.write(json.dumps(row) + "\n")
+    settings = {k: getattr(args, k) for k in SETTINGS}
+
+    def checkpoint(train_state) -> None:
+        save_train_state(out / STATE_DIR, train_state, {"settings": settings})
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / HISTORY_FILE, "w", encoding="utf-8") as log:  # one line per evaluation, as they come
+        for row in state.history if state is not None else []:
+            log.write(json.dumps(row) + "\n")
+
+        def append(row) -> None:
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+
+        report = train(
+            imitator,
+            train_pairs.questions,
+            train_pairs.answers,
+            guide=guide,
+            heldout=(heldout.questions, heldout.answers),
+            config=config,
+            on_improve=save,
+            objective=objective,
+            on_evaluate=append,
+            on_checkpoint=checkpoint,
+            resume=state,
+        )
     print(
         json.dumps(
             {
@@ -154,6 +250,8 @@ def run(args) -> int:
                 "seconds": round(report.seconds, 1),
                 "best_step": report.best_step,
                 "best_heldout_log_prob": report.best_heldout,
+                "stopped_early": report.stopped_early,
+                "resumed_from_step": state.step if state is not None else None,
             }
         )
     )

@@ -60,3 +60,55 @@ def test_minutes_cap_and_nan_loss(data):
         imitator.decoder.out.bias.fill_(math.nan)
     with pytest.raises(RetroError, match="training stopped at step 1: the loss is nan"):
         train(imitator, q, a, config=TrainConfig(steps=5, progress=False))
+
+
+def _latent_run():
+    torch.manual_seed(0)
+    imitator = make_imitator("latent", max_length=16, hidden_dim=16, latent_dim=2)
+    return imitator, AmortizedGuide(imitator, hidden_dim=16)
+
+
+def test_resuming_a_saved_state_continues_the_run_exactly(data, tmp_path):
+    """Stop at step 6 (state written to disk and read back), resume to step 12: the same parameters, history and
+    best as an uninterrupted 12-step run, to the bit (same minibatches and random draws)."""
+    from retro.inference.train_state import load_train_state, save_train_state
+
+    (questions, answers), heldout = data
+    config = TrainConfig(
+        steps=12,
+        batch_size=16,
+        eval_every=3,
+        eval_particles=4,
+        eval_answers=8,
+        progress=False,
+        checkpoint_every=6,
+    )
+    imitator, guide = _latent_run()
+    states = []
+    straight = train(imitator, questions, answers, guide, heldout, config, on_checkpoint=states.append)
+    assert [s.step for s in states] == [6, 12, 12]
+    save_train_state(tmp_path / "state", states[0], {"note": "halfway"})
+    state, info = load_train_state(tmp_path / "state")
+    assert info == {"note": "halfway"} and state.step == 6
+    imitator2, guide2 = _latent_run()
+    resumed = train(imitator2, questions, answers, guide2, heldout, config, resume=state)
+    for a, b in zip(
+        list(imitator.state_dict().values()) + list(guide.state_dict().values()),
+        list(imitator2.state_dict().values()) + list(guide2.state_dict().values()),
+    ):
+        assert torch.equal(a, b)
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in straight.history]
+    assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in resumed.history]
+    assert (straight.best_step, straight.best_heldout) == (resumed.best_step, resumed.best_heldout)
+
+
+def test_early_stopping_after_patience_evaluations(data):
+    (questions, answers), heldout = data
+    torch.manual_seed(0)
+    imitator = make_imitator("seq2seq", max_length=16, hidden_dim=16)
+    # A zero learning rate never improves the (exact) held-out log p: stop after 2 evaluations without a new best.
+    config = TrainConfig(
+        steps=100, batch_size=16, learning_rate=0.0, eval_every=5, eval_answers=8, progress=False, patience=2
+    )
+    report = train(imitator, questions, answers, heldout=heldout, config=config)
+    assert report.stopped_early and report.steps == 15 and report.best_step == 5

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from retro.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from retro.checkpoint import CheckpointError, read_checkpoint, weights_path, write_checkpoint
 
 
 def test_round_trip(tmp_path):
@@ -19,9 +19,9 @@ def test_missing_truncated_and_corrupt(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint directory"):
         read_checkpoint(tmp_path / "absent")
     write_checkpoint(tmp_path / "c", {"a": torch.zeros(100)}, {"x": 1})
-    weights = tmp_path / "c" / "weights.safetensors"
+    weights = weights_path(tmp_path / "c")
     weights.write_bytes(weights.read_bytes()[:50])
-    with pytest.raises(CheckpointError, match="weights.safetensors is corrupt"):
+    with pytest.raises(CheckpointError, match=f"{weights.name} is corrupt"):
         read_checkpoint(tmp_path / "c")
     (tmp_path / "c" / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="config.json is corrupt"):
@@ -38,3 +38,27 @@ def test_failed_write_keeps_previous_checkpoint(tmp_path):
     tensors, config = read_checkpoint(tmp_path / "c")
     assert config == {"v": 1} and torch.equal(tensors["a"], torch.ones(2))
     assert not [p for p in (tmp_path / "c").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_kill_between_the_two_writes_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
+    """Weights go under a fresh name first and config.json, replaced last, says which: stopping after the weights
+    (here: the config write fails) leaves the previous pair readable, and the next write cleans up."""
+    write_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, {"v": 1})
+    from retro import checkpoint
+
+    real = checkpoint._atomic_write
+
+    def die_on_config(path, write):
+        if path.name == "config.json":
+            raise KeyboardInterrupt  # as if killed between the two renames
+        real(path, write)
+
+    monkeypatch.setattr(checkpoint, "_atomic_write", die_on_config)
+    with pytest.raises(KeyboardInterrupt):
+        write_checkpoint(tmp_path / "c", {"a": torch.zeros(2)}, {"v": 2})
+    monkeypatch.setattr(checkpoint, "_atomic_write", real)
+    tensors, config = read_checkpoint(tmp_path / "c")
+    assert config == {"v": 1} and torch.equal(tensors["a"], torch.ones(2))
+    write_checkpoint(tmp_path / "c", {"a": torch.full((2,), 3.0)}, {"v": 3})
+    assert len(list((tmp_path / "c").glob("weights*.safetensors"))) == 1
+    assert read_checkpoint(tmp_path / "c")[1] == {"v": 3}

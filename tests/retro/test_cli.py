@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from retro.checkpoint import weights_path
 from retro.cli import main
 
 SCORE_KEYS = {"question", "answer", "log_prob", "stderr", "ess", "khat", "method", "num_particles", "kind"}
@@ -33,7 +34,7 @@ def run(capsys, command: str):
 
 
 def test_train_writes_checkpoint_and_history(trained_dir):
-    assert (trained_dir / "weights.safetensors").is_file() and (trained_dir / "config.json").is_file()
+    assert weights_path(trained_dir).is_file() and (trained_dir / "config.json").is_file()
     history = [json.loads(line) for line in (trained_dir / "history.jsonl").read_text().splitlines()]
     assert [row["step"] for row in history] == [15, 30]
     assert all(row["heldout_log_prob"] < 0 for row in history)
@@ -106,7 +107,7 @@ def test_corrupt_checkpoint(trained_dir, capsys, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text((trained_dir / "config.json").read_text())
-    (broken / "weights.safetensors").write_bytes((trained_dir / "weights.safetensors").read_bytes()[:100])
+    (broken / weights_path(trained_dir).name).write_bytes(weights_path(trained_dir).read_bytes()[:100])
     code, _, err = run(capsys, f"score --model {broken} --data human:arithmetic")
     assert code == 2 and "corrupt" in err
 
