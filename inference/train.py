@@ -19,6 +19,7 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from tqdm import tqdm
 
 from retro.errors import RetroError
+from retro.inference.collapse import collapse_diagnostics
 from retro.inference.guides import AmortizedGuide
 from retro.inference.importance import importance
 from retro.inference.results import summarize
@@ -94,6 +95,18 @@ def _heldout_log_prob(imitator, guide, heldout, config: TrainConfig) -> tuple[fl
     )
     summary = summarize(records)
     return summary.log_prob_mean, summary.stderr
+
+
+def _collapse_row(imitator, guide, heldout, config: TrainConfig) -> dict[str, Any]:
+    questions, answers = list(heldout[0][: config.eval_answers]), list(heldout[1][: config.eval_answers])
+    if len(answers) < 2:
+        return {}
+    diagnostics = collapse_diagnostics(imitator, guide, questions, answers)
+    return {
+        "kl": diagnostics.kl,
+        "mutual_information": diagnostics.mutual_information,
+        "active_units": diagnostics.active_units,
+    }
 
 
 def train(
@@ -201,6 +214,8 @@ def train(
             row["heldout_log_prob"], row["heldout_stderr"] = _heldout_log_prob(
                 imitator, guide, heldout, config
             )
+            if guide is not None and guide.sites:  # posterior collapse, visible as it happens
+                row.update(_collapse_row(imitator, guide, heldout, config))
         report.history.append(row)
         if on_evaluate is not None:
             on_evaluate(row)

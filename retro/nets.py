@@ -1,7 +1,8 @@
 """Neural encoders and decoders over token strings.
 
 Decoders follow the protocol of :mod:`retro.distributions`: ``forward`` for the teacher-forced pass, and
-``init_state``/``step`` for ancestral decoding with cached state (GRU hidden state; Transformer key/value cache).
+``init_state``/``step`` for ancestral decoding with cached state (GRU hidden state; Transformer key/value cache),
+and ``reorder_state`` to select rows of a state (beam search).
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class GRUDecoder(nn.Module):
         x = self._inputs(context, previous[:, None])
         out, h = self.gru(x, h)
         return self.out(out[:, 0]), (h, context)
+
+    def reorder_state(self, state, index: torch.Tensor):
+        """The state of rows ``index`` (e.g. the parents of a beam's hypotheses)."""
+        h, context = state
+        return h.index_select(1, index), context.index_select(0, index)
 
 
 class _CachedSelfAttentionBlock(nn.Module):
@@ -125,6 +131,14 @@ class TransformerDecoder(nn.Module):
             x, cache = block(x, cache)
             new_caches.append(cache)
         return self.out(self.norm(x[:, 0])), (context, position + 1, new_caches)
+
+    def reorder_state(self, state, index: torch.Tensor):
+        """The state of rows ``index`` (e.g. the parents of a beam's hypotheses)."""
+        context, position, caches = state
+        caches = [
+            None if c is None else (c[0].index_select(0, index), c[1].index_select(0, index)) for c in caches
+        ]
+        return context.index_select(0, index), position, caches
 
 
 def make_decoder(kind: str, vocab_size: int, context_dim: int, hidden_dim: int) -> nn.Module:

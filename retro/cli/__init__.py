@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from retro.cli import bdmc, compare, demo, experiment, listing, report, sample, score, train
+from retro.cli import bdmc, compare, demo, evaluate, experiment, listing, report, sample, score, train
 from retro.errors import RetroError
 
 __all__ = ["main"]
@@ -15,6 +15,7 @@ COMMANDS = (
     demo,
     train,
     score,
+    evaluate,
     sample,
     compare,
     bdmc,
