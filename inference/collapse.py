@@ -142,7 +142,7 @@ class CollapseAwareELBO(nn.Module):
         kl = _kl_per_dimension(guide_trace, model_trace, self.sites, len(answers))  # [B, D]
         per_dimension = kl.mean(0)
         penalized = per_dimension.clamp(min=self.free_bits) if self.free_bits > 0 else per_dimension
-        self.last = {"kl_weight": beta, "kl": float(per_dimension.detach().sum())}
+        self.last = {"kl_weight": beta, "train_kl": float(per_dimension.detach().sum())}
         return -reconstruction.mean() + beta * penalized.sum()
 
 

@@ -58,6 +58,17 @@ def register(subparsers) -> None:
     p.add_argument("--decoder", choices=("gru", "transformer"), default="gru")
     p.add_argument("--objective", choices=("retrodiction", "adversarial", "mixed"), default="retrodiction")
     p.add_argument(
+        "--kl-anneal",
+        choices=("none", "linear", "cyclical"),
+        default="none",
+        help="retrodiction: KL annealing schedule (with a closed-form KL per dimension)",
+    )
+    p.add_argument("--kl-warmup", type=int, default=1000, help="linear KL annealing: steps to reach 1")
+    p.add_argument("--kl-cycle", type=int, default=1000, help="cyclical KL annealing: cycle length in steps")
+    p.add_argument(
+        "--free-bits", type=float, default=0.0, help="retrodiction: KL floor per latent dimension, in nats"
+    )
+    p.add_argument(
         "--adversarial-weight",
         type=float,
         default=1.0,
@@ -97,6 +108,10 @@ SETTINGS = (  # what a resumed run takes from the saved one
     "disc_lr",
     "device",
     "seed",
+    "kl_anneal",
+    "kl_warmup",
+    "kl_cycle",
+    "free_bits",
     "checkpoint_every",
     "patience",
     "steps",
@@ -127,6 +142,7 @@ def run(args) -> int:
     from retro.discriminators import NeuralDiscriminator
     from retro.inference import AmortizedGuide, latent_sites
     from retro.inference.adversarial import AdversarialObjective
+    from retro.inference.collapse import CollapseAwareELBO
     from retro.inference.train import TrainConfig, train
     from retro.inference.train_state import save_train_state
     from retro.inference.trained import save_trained
@@ -187,7 +203,21 @@ def run(args) -> int:
         patience=args.patience,
     )
     objective = None
-    if args.objective != "retrodiction":
+    collapse_tools = args.kl_anneal != "none" or args.free_bits > 0
+    if collapse_tools and (args.objective != "retrodiction" or guide is None):
+        raise RetroError(
+            "--kl-anneal and --free-bits are for retrodiction training of an imitator with latents"
+        )
+    if collapse_tools:
+        objective = CollapseAwareELBO(
+            imitator,
+            guide,
+            schedule=args.kl_anneal,
+            warmup=args.kl_warmup,
+            cycle=args.kl_cycle,
+            free_bits=args.free_bits,
+        )
+    elif args.objective != "retrodiction":
         discriminator = NeuralDiscriminator(imitator.codec, imitator.max_length, verifier=verifier).to(
             args.device
         )
