@@ -79,3 +79,15 @@ def test_adversarial_speed_smoke():
         "ratio_retro_vs_torch",
     ):
         assert _positive_finite(report[key]), (key, report[key])
+
+
+def test_training_speed_smoke():
+    script = ROOT / "benchmarks" / "training_speed.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = json.loads(done.stdout)
+    assert report["benchmark"] == "training_speed" and report["steps"] == 3
+    for key in ("retro_answers_per_s", "torch_answers_per_s", "ratio_retro_vs_torch"):
+        assert _positive_finite(report[key]), (key, report[key])
