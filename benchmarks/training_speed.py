@@ -66,7 +66,7 @@ def _retro(data, steps, batch, hidden, latent, seed) -> float:
 def _torch(data, steps, batch, hidden, latent, seed) -> float:
     _, questions, answers, max_length = data
     imitator, guide = _modules(hidden, latent, max_length, seed)
-    codec, eos = imitator.codec, imitator.codec.eos
+    codec = imitator.codec
     q_all = StringBatch.from_strings(questions, codec)
     a_all = StringBatch.from_strings(answers, codec, max_length)
     optimizer = torch.optim.Adam(list(imitator.parameters()) + list(guide.parameters()), lr=1e-3)
