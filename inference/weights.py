@@ -18,7 +18,15 @@ from retro.inference.sites import sample_sites, trace_log_prob
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 
-__all__ = ["log_weights", "enumerated_log_weights", "length_buckets", "DEFAULT_MAX_ROWS"]
+__all__ = [
+    "log_weights",
+    "enumerated_log_weights",
+    "length_buckets",
+    "particle_traces",
+    "site_sum",
+    "enumerated_values",
+    "DEFAULT_MAX_ROWS",
+]
 
 DEFAULT_MAX_ROWS = 8192  # particle x answer rows decoded at once
 
@@ -33,9 +41,25 @@ def length_buckets(lengths: torch.Tensor, size: int) -> list[torch.Tensor]:
     return chunks
 
 
-def _site_sum(trace, shape: torch.Size, names=None) -> torch.Tensor:
+def site_sum(trace, shape: torch.Size, names=None) -> torch.Tensor:
+    """Sum of the trace's site log densities (or those in ``names``) broadcast to ``shape`` (zeros when none)."""
     total = trace_log_prob(trace, names)
     return torch.zeros(shape) if total is None else total.expand(shape)
+
+
+def particle_traces(program, guide, questions, answers, count: int, edit=None):
+    """``(guide_trace, model_trace)`` for ``count`` guide particles, a plate at ``dim=-2``: the guide is traced,
+    then ``program.model`` is replayed on the guide's latent values. Differentiable unless the caller turns
+    gradients off; ``edit(guide_trace)``, when given, may replace the guide's values (and distributions) in place
+    before the model sees them (the IWAE objective reroutes gradients this way)."""
+    with pyro.plate("particles", count, dim=PARTICLE_DIM):
+        guide_trace = poutine.trace(guide).get_trace(questions, answers)
+        if edit is not None:
+            edit(guide_trace)
+        model_trace = poutine.trace(poutine.replay(program.model, trace=guide_trace)).get_trace(
+            questions, answers
+        )
+    return guide_trace, model_trace
 
 
 def _chunk_log_weights(
@@ -45,13 +69,10 @@ def _chunk_log_weights(
     for count, use_guide in ((from_guide, True), (from_prior, False)):
         if count == 0:
             continue
-        with pyro.plate("particles", count, dim=PARTICLE_DIM):
-            if use_guide:
-                guide_trace = poutine.trace(guide).get_trace(questions, answers)
-                model_trace = poutine.trace(poutine.replay(program.model, trace=guide_trace)).get_trace(
-                    questions, answers
-                )
-            else:
+        if use_guide:
+            guide_trace, model_trace = particle_traces(program, guide, questions, answers, count)
+        else:
+            with pyro.plate("particles", count, dim=PARTICLE_DIM):
                 model_trace = poutine.trace(program.model).get_trace(questions, answers)
                 guide_trace = (
                     poutine.trace(poutine.replay(guide, trace=model_trace)).get_trace(questions, answers)
@@ -60,15 +81,15 @@ def _chunk_log_weights(
                 )
         shape = torch.Size([count, len(answers)])
         latents = [n for n, s in sample_sites(model_trace) if not s["is_observed"] and n != ANSWER_SITE]
-        log_joint = _site_sum(model_trace, shape)
+        log_joint = site_sum(model_trace, shape)
         if guide_fraction == 0:
-            log_proposal = _site_sum(model_trace, shape, latents)
+            log_proposal = site_sum(model_trace, shape, latents)
         elif guide_fraction == 1:
-            log_proposal = _site_sum(guide_trace, shape)
+            log_proposal = site_sum(guide_trace, shape)
         else:
             log_proposal = torch.logaddexp(
-                math.log(guide_fraction) + _site_sum(guide_trace, shape),
-                math.log1p(-guide_fraction) + _site_sum(model_trace, shape, latents),
+                math.log(guide_fraction) + site_sum(guide_trace, shape),
+                math.log1p(-guide_fraction) + site_sum(model_trace, shape, latents),
             )
         parts.append(log_joint - log_proposal)
     return torch.cat(parts, dim=0)
@@ -120,14 +141,19 @@ def log_weights(
     return out
 
 
-def _enumerated_values(sites) -> dict[str, torch.Tensor]:
-    """Every joint value of the discrete ``sites`` as particles: ``{name: Tensor[K, 1, *event]}``."""
+def enumerated_values(sites, device=None) -> dict[str, torch.Tensor]:
+    """Every joint value of the discrete ``sites`` as particles: ``{name: Tensor[K, 1]}``, with the dtype the
+    site's distribution takes (long for categorical, the default float dtype for bernoulli)."""
     names = list(sites)
     grids = [torch.arange(sites[n].support_size) for n in names]
     if any(sites[n].event_shape for n in names):
         raise ValueError("enumeration of vector-valued discrete sites is not supported")
     mesh = torch.meshgrid(*grids, indexing="ij") if grids else []
-    return {n: m.reshape(-1, 1) for n, m in zip(names, mesh)}
+    dtype = torch.get_default_dtype()
+    return {
+        n: m.reshape(-1, 1).to(device).to(dtype if sites[n].family == "bernoulli" else torch.long)
+        for n, m in zip(names, mesh)
+    }
 
 
 @torch.no_grad()
@@ -139,18 +165,13 @@ def enumerated_log_weights(
     Returns ``(log_w, log_q)``, both ``Tensor[K, B]`` with ``K`` the number of joint values, where
     ``log_w = log p(answer, z) - log q(z)`` and ``log_q = log q(z | question, answer)``.
     """
-    values = _enumerated_values(sites)
+    values = enumerated_values(sites, questions.tokens.device)
     count = next(iter(values.values())).shape[0]
-    dtype = torch.get_default_dtype()
-    values = {
-        n: v.to(questions.tokens.device).to(dtype if sites[n].family == "bernoulli" else torch.long)
-        for n, v in values.items()
-    }
     with pyro.plate("particles", count, dim=PARTICLE_DIM):
         guide_trace = poutine.trace(poutine.condition(guide, data=values)).get_trace(questions, answers)
         model_trace = poutine.trace(poutine.condition(program.model, data=values)).get_trace(
             questions, answers
         )
     shape = torch.Size([count, len(answers)])
-    log_q = _site_sum(guide_trace, shape)
-    return _site_sum(model_trace, shape) - log_q, log_q
+    log_q = site_sum(guide_trace, shape)
+    return site_sum(model_trace, shape) - log_q, log_q
