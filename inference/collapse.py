@@ -103,6 +103,8 @@ class CollapseAwareELBO(nn.Module):
     The step counter is a buffer, so it is saved with training states and a resumed run keeps its schedule.
     """
 
+    retrodiction = True  # judged by held-out log p in training (best kept, early stopping)
+
     def __init__(
         self,
         imitator: StringProgram,

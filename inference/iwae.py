@@ -113,6 +113,8 @@ class IWAEObjective(nn.Module):
             :data:`MAX_ENUMERATED` values, else VIMCO), ``"enumerate"`` or ``"vimco"`` (force one).
     """
 
+    retrodiction = True  # judged by held-out log p in training (best kept, early stopping)
+
     def __init__(
         self,
         imitator: StringProgram,

@@ -125,12 +125,13 @@ def train(
     """Train ``imitator`` (and ``guide``) on (question, answer) pairs; return the report.
 
     ``objective`` (default: minus the ELBO per answer) maps a minibatch ``(questions, answers)`` to the loss; an
-    :class:`~retro.inference.adversarial.AdversarialObjective` trains adversarially (or mixed). With the default
-    objective, the parameters with the best held-out estimated log p (or the last ones, without ``heldout``) are
-    restored at the end, ``on_improve(report)`` is called after each new best (e.g. to write a checkpoint), and
-    ``config.patience`` stops the run after that many evaluations without a new best. Another objective is not
-    scored by held-out log p, so every evaluation counts as the new "best" (the last parameters are kept, and
-    ``on_improve`` writes every evaluation). Evaluation rows also carry what the objective reports (e.g. the
+    :class:`~retro.inference.adversarial.AdversarialObjective` trains adversarially (or mixed). With a retrodiction
+    objective (the default, or one whose ``retrodiction`` attribute is true: IWAE, the collapse-aware ELBO), the
+    parameters with the best held-out estimated log p (or the last ones, without ``heldout``) are restored at the
+    end, ``on_improve(report)`` is called after each new best (e.g. to write a checkpoint), and ``config.patience``
+    stops the run after that many evaluations without a new best. Another objective is not scored by held-out log
+    p, so every evaluation counts as the new "best" (the last parameters are kept, and ``on_improve`` writes every
+    evaluation). Evaluation rows also carry what the objective reports (e.g. the
     adversarial reward) and are passed to ``on_evaluate`` as they come (e.g. to append them to a log).
 
     ``on_checkpoint(state)`` receives a :class:`~retro.inference.train_state.TrainState` every
@@ -142,8 +143,10 @@ def train(
         raise RetroError(f"need as many questions as answers (>0), got {len(questions)} and {len(answers)}")
     torch.manual_seed(config.seed)
     q_all, a_all = imitator.encode_questions(questions), imitator.encode_answers(answers)
-    retrodiction = objective is None
-    if retrodiction:
+    # Retrodiction objectives (the default ELBO, IWAE, the collapse-aware ELBO) are judged by held-out log p: the
+    # best parameters are kept and early stopping applies. Others (adversarial) keep the last parameters.
+    retrodiction = objective is None or getattr(objective, "retrodiction", False)
+    if objective is None:
         negative_elbo = elbo_loss(imitator, guide)
 
         def objective(q_batch, a_batch):

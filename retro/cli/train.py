@@ -56,7 +56,15 @@ def register(subparsers) -> None:
     p.add_argument("--latent-dim", type=int, default=None, help="latent imitator: size of z (default 8)")
     p.add_argument("--num-styles", type=int, default=None, help="mixture imitator: number of styles")
     p.add_argument("--decoder", choices=("gru", "transformer"), default="gru")
-    p.add_argument("--objective", choices=("retrodiction", "adversarial", "mixed"), default="retrodiction")
+    p.add_argument(
+        "--objective",
+        choices=("retrodiction", "iwae", "adversarial", "mixed"),
+        default="retrodiction",
+        help="retrodiction: the ELBO; iwae: the importance-weighted bound (DReG gradients); adversarial; mixed",
+    )
+    p.add_argument(
+        "--train-particles", type=int, default=8, help="iwae: particles per answer for training (default 8)"
+    )
     p.add_argument(
         "--kl-anneal",
         choices=("none", "linear", "cyclical"),
@@ -108,6 +116,7 @@ SETTINGS = (  # what a resumed run takes from the saved one
     "disc_lr",
     "device",
     "seed",
+    "train_particles",
     "kl_anneal",
     "kl_warmup",
     "kl_cycle",
@@ -143,6 +152,7 @@ def run(args) -> int:
     from retro.inference import AmortizedGuide, latent_sites
     from retro.inference.adversarial import AdversarialObjective
     from retro.inference.collapse import CollapseAwareELBO
+    from retro.inference.iwae import IWAEObjective
     from retro.inference.train import TrainConfig, train
     from retro.inference.train_state import save_train_state
     from retro.inference.trained import save_trained
@@ -163,7 +173,7 @@ def run(args) -> int:
     for name, value in (("--checkpoint-every", args.checkpoint_every), ("--patience", args.patience)):
         if value is not None and value < 1:
             raise RetroError(f"{name} must be >= 1, got {value}")
-    if args.objective == "retrodiction" and args.verifier:
+    if args.objective in ("retrodiction", "iwae") and args.verifier:
         raise RetroError("--verifier is for the adversarial and mixed objectives")
     verifier = verifier_from_spec(args.verifier) if args.verifier else None
     seed_everything(args.seed)
@@ -204,6 +214,10 @@ def run(args) -> int:
     )
     objective = None
     collapse_tools = args.kl_anneal != "none" or args.free_bits > 0
+    if args.objective == "iwae":
+        if guide is None:
+            raise RetroError(f"--objective iwae needs an imitator with latents; {args.imitator!r} has none")
+        objective = IWAEObjective(imitator, guide, num_particles=args.train_particles)
     if collapse_tools and (args.objective != "retrodiction" or guide is None):
         raise RetroError(
             "--kl-anneal and --free-bits are for retrodiction training of an imitator with latents"
@@ -217,7 +231,7 @@ def run(args) -> int:
             cycle=args.kl_cycle,
             free_bits=args.free_bits,
         )
-    elif args.objective != "retrodiction":
+    elif args.objective in ("adversarial", "mixed"):
         discriminator = NeuralDiscriminator(imitator.codec, imitator.max_length, verifier=verifier).to(
             args.device
         )
