@@ -92,14 +92,16 @@ class AdversarialObjective(nn.Module):
     def forward(self, questions: StringBatch, answers: StringBatch) -> torch.Tensor:
         repeated = questions[torch.arange(len(questions)).repeat(self.samples)]  # sample-major
         fake, log_prob = sample_with_log_prob(self.imitator, repeated)
+        with (
+            torch.no_grad()
+        ):  # scored before the discriminator learns from these very samples (no feedback bias)
+            reward = self.discriminator.logits(repeated, fake).to(log_prob.device, log_prob.dtype)
         if self.disc_optimizer is not None:
             disc_loss = discriminator_loss(self.discriminator, (questions, answers), (repeated, fake))
             self.disc_optimizer.zero_grad()
             disc_loss.backward()
             self.disc_optimizer.step()
             self.last["discriminator_loss"] = disc_loss.item()
-        with torch.no_grad():
-            reward = self.discriminator.logits(repeated, fake).to(log_prob.device, log_prob.dtype)
         mean_reward = reward.mean().item()
         self.last["reward"] = mean_reward
         if self.samples > 1:  # leave-one-out: the mean reward of the question's other answers

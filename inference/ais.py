@@ -247,6 +247,8 @@ def _anneal(
     ``warmup`` transitions at ``beta_0`` with the first fixed step size move each chain on from ``start`` before
     annealing (each chain independently, so chains sharing one exact start no longer share their first states).
     Reversed betas from an exact posterior sample give reverse AIS (see :mod:`.bdmc`)."""
+    if warmup and step_sizes is None:
+        raise RetroError("ais: warm-up transitions need fixed step sizes (from a pilot run)")
     x = density.initial(start)
     state = density(x)
     num_steps = len(betas) - 1

@@ -7,9 +7,10 @@ chain (from an exact posterior sample back to the proposal, along the same sched
 
 Per answer, the bounds are one-sided confidence bounds on those means: ``mean(log w) - z * se`` and
 ``-mean(log w_rev) + z * se`` over the chains, with ``z`` the normal quantile at ``(1 + confidence) / 2``, so both
-hold together with probability at least ``confidence`` (union bound; the chains' log weights are close to normal,
-so the central limit theorem is accurate at these chain counts, unlike the delta-method interval of the log of a
-mean weight, which under-covered: 94% on the typist). Measured on the typist human (6 x 200 answers, default
+hold together with probability at least ``confidence`` (union bound). That is approximate for the upper bound:
+its chains all start from one exact sample, so its standard error is the spread given that sample. The chains'
+log weights are close to normal, so the central limit theorem is accurate at these chain counts, unlike the
+delta-method interval of the log of a mean weight, which under-covered (94% on the typist). Measured on the typist human (6 x 200 answers, default
 budget: 48 steps, 256 chains): lower <= exact <= upper for 99.7% of answers, mean gap 0.073 nats (128 chains:
 98.9%, 0.090 nats).
 

@@ -118,6 +118,12 @@ class CollapseAwareELBO(nn.Module):
         super().__init__()
         if guide is None or not guide.sites:
             raise RetroError("KL annealing and free bits need an imitator with latents and its guide")
+        discrete = [name for name, site in guide.sites.items() if site.discrete]
+        if discrete:  # a sampled discrete site would need a score-function term this objective does not have
+            raise RetroError(
+                f"KL annealing and free bits are for continuous latents; {', '.join(discrete)} is discrete "
+                "(train it with the default objective or --objective iwae, which sum it out)"
+            )
         kl_weight(1, schedule, warmup, cycle, ratio)  # validates the schedule name
         if warmup < 1 or cycle < 1 or not 0 < ratio <= 1 or free_bits < 0:
             raise RetroError(
@@ -171,7 +177,11 @@ def collapse_diagnostics(
     n = len(answers)
     kl = _kl_per_dimension(guide_trace, model_trace, list(guide.sites), n)
     # MI: one z_i per answer; log q(z_i) ~ log mean_j q(z_i | x_j) over the batch's posteriors.
-    own, cross = torch.zeros(n), torch.zeros(n, n)  # cross[i, j] = log q(z_i | x_j)
+    device = program.device
+    own, cross = (
+        torch.zeros(n, device=device),
+        torch.zeros(n, n, device=device),
+    )  # cross[i, j] = log q(z_i | x_j)
     means = []
     for name in guide.sites:
         fn, z = guide_trace.nodes[name]["fn"], guide_trace.nodes[name]["value"]

@@ -60,6 +60,20 @@ class TrainConfig:
     checkpoint_every: int | None = None
     patience: int | None = None
 
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "eval_every", "eval_particles", "eval_answers"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise RetroError(f"training: {name} must be a positive integer, got {value}")
+        for name in ("checkpoint_every", "patience"):
+            value = getattr(self, name)
+            if value is not None and (int(value) != value or value < 1):
+                raise RetroError(f"training: {name} must be a positive integer, got {value}")
+        if not self.learning_rate >= 0:
+            raise RetroError(f"training: learning_rate must be >= 0, got {self.learning_rate}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise RetroError(f"training: minutes must be > 0, got {self.minutes}")
+
 
 @dataclass
 class TrainReport:

@@ -3,7 +3,8 @@
 A :class:`TrainState` holds the current and the best parameters (imitator, guide, objective), the optimizer's
 state, the step, the minibatch order and position, the random number generator's state, the evaluation history
 and the early-stopping counters. Resuming from it continues the run as if it had never stopped: the same
-minibatches, the same random draws (tested). It is written with :func:`retro.checkpoint.write_checkpoint`
+minibatches, the same random draws (tested). An objective's own optimizers (the adversarial discriminator's) are
+not part of it: the objective's weights are restored, its optimizer state starts afresh. It is written with :func:`retro.checkpoint.write_checkpoint`
 (safetensors + JSON, crash-consistent: a process killed at any moment leaves the previous state or the new one).
 """
 

@@ -135,9 +135,9 @@ def classifier_two_sample_test(
     def part(pairs: Pairs, index) -> Pairs:
         return pairs[0][index], pairs[1][index]
 
+    torch.manual_seed(seed)  # the discriminator's initial weights too
     disc = make_discriminator()
     if any(True for _ in disc.parameters()):
-        torch.manual_seed(seed)
         train_discriminator(
             disc, part(human, train_index), part(imitator, train_index), steps, seed=seed, progress=progress
         )

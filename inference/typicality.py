@@ -119,7 +119,9 @@ def typicality_test(
     # The same answer scored in two batches can differ in the last bits: such values count as ties.
     difference = sampled - human[None, :]
     below, equal = (difference < -TIE_TOLERANCE).sum(0), (difference.abs() <= TIE_TOLERANCE).sum(0)
-    u = (below + torch.rand(len(answers)) * (equal + 1)) / (num_samples + 1)
+    u = (below + torch.rand(len(answers), device=below.device, dtype=torch.float64) * (equal + 1)) / (
+        num_samples + 1
+    )
     p_values = (2 * torch.minimum(u, 1 - u)).double()
     fisher = -2 * p_values.log().sum().item()
     overall = float(stats.chi2.sf(fisher, 2 * len(answers)))

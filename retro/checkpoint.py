@@ -40,14 +40,31 @@ class CheckpointError(RetroError):
 
 
 def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)``, flushed to disk, then renamed to ``path`` (and the rename itself flushed)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_directory(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # not possible on every platform; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_checkpoint(
@@ -63,8 +80,12 @@ def write_checkpoint(
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     _atomic_write(directory / weights_name, lambda tmp: save_file(tensors, tmp))
     _atomic_write(directory / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-    for old in directory.glob("weights*.safetensors"):  # now unreferenced
-        if old.name != weights_name:
+    for old in [
+        *directory.glob("weights-*.safetensors"),
+        directory / WEIGHTS_FILE,
+        *directory.glob(".weights-*.tmp"),
+    ]:
+        if old.name != weights_name:  # now unreferenced (or left by a killed writer)
             old.unlink(missing_ok=True)
 
 

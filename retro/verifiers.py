@@ -87,8 +87,10 @@ def verifier_from_spec(spec: str) -> Verifier:
         )
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise RetroError(f"verifier {spec!r}: cannot import {module_name!r} ({e})") from None
+    except Exception as e:  # ImportError, or whatever the user's module raises while importing
+        raise RetroError(
+            f"verifier {spec!r}: cannot import {module_name!r} ({type(e).__name__}: {e})"
+        ) from None
     if not hasattr(module, attribute):
         raise RetroError(f"verifier {spec!r}: module {module_name!r} has no attribute {attribute!r}")
     return Verifier(getattr(module, attribute), spec)

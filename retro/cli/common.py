@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from collections.abc import Iterable
 from typing import Any, NamedTuple, TextIO
@@ -14,7 +15,7 @@ from retro.data import Pairs, load_pairs
 from retro.errors import RetroError
 from retro.program import StringProgram
 
-__all__ = ["LoadedModel", "load_model", "load_data", "write_records", "add_seed", "FORMATS"]
+__all__ = ["LoadedModel", "load_model", "load_data", "write_records", "add_seed", "json_ready", "FORMATS"]
 
 FORMATS = ("jsonl", "csv", "table")
 
@@ -43,6 +44,17 @@ def load_data(spec: str, program: StringProgram, n: int | None, seed: int) -> Pa
     pairs = load_pairs(spec, n=n, seed=seed)
     pairs.validate(program.codec, program.max_length)
     return pairs
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with every non-finite float (inf, nan) replaced by ``None``: strict JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
 
 
 def add_seed(parser) -> None:

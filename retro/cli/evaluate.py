@@ -17,7 +17,7 @@ import json
 import math
 import sys
 
-from retro.cli.common import add_seed, load_data, load_model, seed_everything, write_records
+from retro.cli.common import add_seed, json_ready, load_data, load_model, seed_everything, write_records
 from retro.cli.score import score_records
 from retro.errors import RetroError
 
@@ -90,16 +90,12 @@ def _exp(x: float) -> float:
         return math.inf
 
 
-def _json_ready(value):
-    return None if isinstance(value, float) and math.isnan(value) else value
-
-
 def run(args) -> int:
     seed_everything(args.seed)
     model = load_model(args.model, args.device)
     pairs = load_data(args.data, model.program, args.n, args.seed)
     result = evaluate(model, pairs, args.particles, args.beam, sys.stderr.isatty())
-    result = {"model": args.model, "data": args.data, **{k: _json_ready(v) for k, v in result.items()}}
+    result = json_ready({"model": args.model, "data": args.data, **result})
     if args.format == "json":
         print(json.dumps(result, ensure_ascii=False))
     else:

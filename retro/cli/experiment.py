@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from retro.cli.common import add_seed, seed_everything, write_records
+from retro.cli.common import add_seed, json_ready, seed_everything, write_records
 
 
 def register(subparsers) -> None:
@@ -77,7 +77,7 @@ def run(args) -> int:
     seed_everything(args.seed)
     result = _steganography(args) if args.experiment == "steganography" else _sudoku(args)
     if args.format == "json":
-        print(json.dumps(result))
+        print(json.dumps(json_ready(result)))
     else:
         write_records(result["rows"], "table")
         for key, rows in result.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from retro.cli.common import add_seed, load_data, load_model, seed_everything
+from retro.cli.common import add_seed, json_ready, load_data, load_model, seed_everything
 
 
 def register(subparsers) -> None:
@@ -57,5 +57,5 @@ def run(args) -> int:
     )
     if args.png:
         plot_report(report, args.png, title=args.model)
-    print(json.dumps({"model": args.model, "data": args.data, **report.to_dict(args.details)}))
+    print(json.dumps(json_ready({"model": args.model, "data": args.data, **report.to_dict(args.details)})))
     return 0

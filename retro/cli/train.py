@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -141,6 +142,11 @@ def _resumed_settings(args):
         setattr(args, key, saved.get(key))
     args.out = args.resume
     args.steps = given_steps if given_steps is not None else args.steps
+    if args.patience is not None and state.evaluations_since_best >= args.patience:
+        raise RetroError(
+            f"{args.resume} stopped early (no better held-out log p in {args.patience} evaluations); "
+            "there is nothing to resume"
+        )
     if args.steps <= state.step:
         raise RetroError(f"{args.resume} already ran {state.step} steps; give --steps above that to continue")
     args.minutes = given_minutes if given_minutes is not None else args.minutes
@@ -168,6 +174,8 @@ def run(args) -> int:
             raise RetroError(f"give {', '.join(missing)} (or --resume DIR)")
         if (Path(args.out) / CONFIG_FILE).exists() and not args.overwrite:
             raise RetroError(f"{args.out} already holds a checkpoint; pass --overwrite to replace it")
+        if args.overwrite:  # never let --resume pick up the replaced run's state
+            shutil.rmtree(Path(args.out) / STATE_DIR, ignore_errors=True)
         args.steps = DEFAULT_STEPS if args.steps is None else args.steps
     out = Path(args.out)
     for name, value in (("--checkpoint-every", args.checkpoint_every), ("--patience", args.patience)):
