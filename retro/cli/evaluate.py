@@ -4,7 +4,8 @@
   (exact when the latents can be summed out: none, or discrete ones with few values; else importance sampling with
   the guide when the model has one, else with the prior).
 * ``perplexity_per_token``: ``exp(-sum log p / sum tokens)``, where an answer's tokens are its codec tokens
-  *including* the EOS that ends it (so the empty answer counts one token and the rate is finite for any data).
+  *including* the EOS that ends it (so the empty answer counts one token and the rate is finite for any data);
+  ``perplexity_per_word``: the same per whitespace-separated word plus one for the end (per phoneme, for G2P).
 * ``wer`` / ``per``: the 1-best answer per distinct question (beam search, latents at the prior mode, see
   :mod:`retro.inference.decoding`) against that question's human answers: WER counts questions whose 1-best equals
   none of them; PER is the corpus token error rate against the closest one, over whitespace-separated tokens
@@ -64,6 +65,7 @@ def evaluate(model, pairs, particles: int = 500, beam: int = 8, progress: bool =
     summary = summarize(records)
     codec = model.program.codec
     tokens = sum(len(codec.encode(a)) + 1 for a in pairs.answers)  # + 1: the EOS
+    words = sum(len(a.split()) + 1 for a in pairs.answers)  # + 1: the end of the answer
     total = sum(r.log_prob for r in records)
     references = group_answers(pairs.questions, pairs.answers)
     questions = list(references)
@@ -72,6 +74,7 @@ def evaluate(model, pairs, particles: int = 500, beam: int = 8, progress: bool =
         "log_prob_mean": summary.log_prob_mean,
         "log_prob_stderr": summary.stderr,
         "perplexity_per_token": _exp(-total / tokens),
+        "perplexity_per_word": _exp(-total / words),
         "wer": word_error_rate(questions, best, references),
         "per": phoneme_error_rate(questions, best, references),
         "num_answers": len(records),

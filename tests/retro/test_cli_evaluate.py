@@ -44,6 +44,8 @@ def test_evaluate_the_human_against_its_own_answers(capsys):
     assert math.isclose(result["log_prob_mean"], sum(truth) / 60, rel_tol=1e-12)
     tokens = sum(len(a.encode()) + 1 for a in pairs.answers)
     assert math.isclose(result["perplexity_per_token"], math.exp(-sum(truth) / tokens), rel_tol=1e-9)
+    words = sum(len(a.split()) + 1 for a in pairs.answers)
+    assert math.isclose(result["perplexity_per_word"], math.exp(-sum(truth) / words), rel_tol=1e-9)
     assert 0 < result["log_prob_stderr"] < 1
     # Its 1-best is the terse sum; its own answers are often verbose or typo'd (one whitespace token each).
     assert 0.1 < result["wer"] < 0.7 and 0.1 < result["per"] < 0.7
