@@ -28,6 +28,7 @@ import sys
 import time
 
 import torch
+from rounds import best_of_rounds
 
 from retro.discriminators import NeuralDiscriminator
 from retro.humans import make_human
@@ -140,15 +141,16 @@ def main(argv=None) -> int:
         args.steps, args.batch, args.hidden, args.repeats = 3, 8, 16, 1
     torch.set_num_threads(args.threads)
     questions, answers = make_human("arithmetic", CODEC, MAX_LENGTH).draw(2000, seed=0)
+    settings = (args.batch, args.samples, args.hidden, 0)
     methods = {"retro": _retro, "torch": _torch, "retrodiction": _retrodiction}
-    best = dict.fromkeys(methods, float("inf"))
-    settings = (args.steps, args.batch, args.samples, args.hidden, 0)
-    for method in methods.values():  # warm-up
-        method(questions, answers, 1, args.batch, args.samples, args.hidden, 0)
-    for round_ in range(args.repeats):
-        for name, method in methods.items():
-            best[name] = min(best[name], method(questions, answers, *settings))
-        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in best.items()), file=sys.stderr)
+    best = best_of_rounds(
+        {
+            name: (lambda steps, method=method: method(questions, answers, steps, *settings))
+            for name, method in methods.items()
+        },
+        args.steps,
+        args.repeats,
+    )
     per_second = {
         f"{name}_answers_per_s": args.steps * args.batch / seconds for name, seconds in best.items()
     }

@@ -29,6 +29,7 @@ import sys
 import time
 
 import torch
+from rounds import best_of_rounds
 from torch.nn import functional as F
 
 from retro.data import load_pairs
@@ -113,13 +114,14 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     data = _data(2000)
     methods = {"retro": _retro, "torch": _torch}
-    for method in methods.values():  # warm-up
-        method(data, 1, args.batch, args.hidden, args.latent, 0)
-    best = dict.fromkeys(methods, math.inf)
-    for round_ in range(args.repeats):
-        for name, method in methods.items():
-            best[name] = min(best[name], method(data, args.steps, args.batch, args.hidden, args.latent, 0))
-        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in best.items()), file=sys.stderr)
+    best = best_of_rounds(
+        {
+            name: (lambda steps, method=method: method(data, steps, args.batch, args.hidden, args.latent, 0))
+            for name, method in methods.items()
+        },
+        args.steps,
+        args.repeats,
+    )
     report = {
         "benchmark": "training_speed",
         "data": data[0],
