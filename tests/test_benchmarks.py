@@ -1,4 +1,7 @@
-"""The benchmarks run end to end (smoke sizes) and print one JSON object with sane numbers."""
+"""The benchmarks run end to end (smoke sizes) and print one JSON object with sane numbers.
+
+The training benchmarks share their timer, ``benchmarks/rounds.py``, which runs with them here.
+"""
 
 from __future__ import annotations
 
@@ -64,13 +67,21 @@ def test_importance_speed_smoke():
         assert row["renyi_agreement_fraction"] >= 0.75, row
 
 
-def test_adversarial_speed_smoke():
-    script = ROOT / "benchmarks" / "adversarial_speed.py"
+def _smoke_report(name: str) -> dict:
+    """Run ``benchmarks/NAME.py --smoke``; its stdout must be exactly one JSON object."""
     done = subprocess.run(
-        [sys.executable, str(script), "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_adversarial_speed_smoke():
+    report = _smoke_report("adversarial_speed")
     assert report["benchmark"] == "adversarial_speed" and report["steps"] == 3
     for key in (
         "retro_answers_per_s",
@@ -82,12 +93,7 @@ def test_adversarial_speed_smoke():
 
 
 def test_training_speed_smoke():
-    script = ROOT / "benchmarks" / "training_speed.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout)
+    report = _smoke_report("training_speed")
     assert report["benchmark"] == "training_speed" and report["steps"] == 3
     for key in ("retro_answers_per_s", "torch_answers_per_s", "ratio_retro_vs_torch"):
         assert _positive_finite(report[key]), (key, report[key])
