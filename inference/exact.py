@@ -14,12 +14,12 @@ from pyro.infer import config_enumerate
 
 from retro.errors import RetroError
 from retro.inference.results import AnswerEstimate
-from retro.inference.sites import LatentSite, base_distribution, latent_sites, trace_log_prob
+from retro.inference.sites import LatentSite, base_distribution, joint_values, latent_sites, trace_log_prob
 from retro.inference.weights import DEFAULT_MAX_ROWS
 from retro.program import PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 
-__all__ = ["exact", "exact_log_prob", "QUADRATURE_NODES", "QUADRATURE_HALF_WIDTH"]
+__all__ = ["exact", "exact_log_prob", "exact_log_prob_in_chunks", "QUADRATURE_NODES", "QUADRATURE_HALF_WIDTH"]
 
 QUADRATURE_NODES = 801
 QUADRATURE_HALF_WIDTH = 9.0  # prior standard deviations on each side
@@ -80,7 +80,26 @@ def exact_log_prob(
 def _rows_per_answer(sites: dict[str, LatentSite], nodes: int) -> int:
     if any(not s.discrete for s in sites.values()):
         return nodes
-    return math.prod(s.support_size ** math.prod(s.event_shape) for s in sites.values())
+    return joint_values(sites.values())
+
+
+@torch.no_grad()
+def exact_log_prob_in_chunks(
+    program: StringProgram,
+    questions: StringBatch,
+    answers: StringBatch,
+    sites: dict[str, LatentSite],
+    nodes: int = QUADRATURE_NODES,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> torch.Tensor:
+    """:func:`exact_log_prob` over chunks of answers, at most ``max_rows`` evaluated rows at once."""
+    chunk = max(1, max_rows // _rows_per_answer(sites, nodes))
+    return torch.cat(
+        [
+            exact_log_prob(program, questions[i : i + chunk], answers[i : i + chunk], sites, nodes)
+            for i in range(0, len(answers), chunk)
+        ]
+    )
 
 
 @torch.no_grad()
@@ -95,13 +114,7 @@ def exact(
     q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
     sites = latent_sites(program, questions[:1], answers[:1])
     rows = _rows_per_answer(sites, nodes)
-    chunk = max(1, max_rows // rows)
-    values = torch.cat(
-        [
-            exact_log_prob(program, q_batch[i : i + chunk], a_batch[i : i + chunk], sites, nodes)
-            for i in range(0, len(answers), chunk)
-        ]
-    )
+    values = exact_log_prob_in_chunks(program, q_batch, a_batch, sites, nodes, max_rows)
     method = "exact[quadrature]" if any(not s.discrete for s in sites.values()) else "exact"
     nan = float("nan")
     return [

@@ -66,7 +66,7 @@ from torch import nn
 
 from retro.errors import RetroError
 from retro.inference.guides import AmortizedGuide
-from retro.inference.sites import sample_sites
+from retro.inference.sites import joint_values, sample_sites
 from retro.inference.weights import enumerated_values, particle_traces, site_sum
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
@@ -138,7 +138,7 @@ class IWAEObjective(nn.Module):
         self.discrete_sites = {n: s for n, s in sites.items() if s.discrete}
         self.continuous_sites = {n: s for n, s in sites.items() if not s.discrete}
         scalar = all(not s.event_shape for s in self.discrete_sites.values())
-        support = math.prod(s.support_size ** math.prod(s.event_shape) for s in self.discrete_sites.values())
+        support = joint_values(self.discrete_sites.values())
         small = scalar and support <= MAX_ENUMERATED
         if discrete == "enumerate" and self.discrete_sites and not small:
             raise RetroError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -14,7 +15,14 @@ from pyro.poutine.util import site_is_subsample
 from retro.errors import RetroError
 from retro.program import ANSWER_SITE, StringProgram
 
-__all__ = ["LatentSite", "latent_sites", "base_distribution", "sample_sites", "trace_log_prob"]
+__all__ = [
+    "LatentSite",
+    "latent_sites",
+    "joint_values",
+    "base_distribution",
+    "sample_sites",
+    "trace_log_prob",
+]
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,11 @@ class LatentSite:
         """Number of values of a discrete site (per event element)."""
         return {"categorical": self.num_categories, "bernoulli": 2}.get(self.family, 0)
 
+    @property
+    def num_values(self) -> int:
+        """Joint values of the whole site (``support_size`` per element, over every element of the event)."""
+        return self.support_size ** math.prod(self.event_shape)
+
     def config(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -55,6 +68,11 @@ class LatentSite:
         return LatentSite(
             config["name"], config["family"], tuple(config["event_shape"]), config["num_categories"]
         )
+
+
+def joint_values(sites) -> int:
+    """How many joint values the discrete ones among ``sites`` (``LatentSite`` objects) take together (1: none)."""
+    return math.prod(site.num_values for site in sites if site.discrete)
 
 
 def sample_sites(trace):

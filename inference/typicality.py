@@ -22,9 +22,9 @@ import torch
 from scipy import stats
 
 from retro.errors import RetroError
-from retro.inference.exact import exact_log_prob
+from retro.inference.exact import exact_log_prob_in_chunks
 from retro.inference.sites import LatentSite, latent_sites
-from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
+from retro.inference.weights import log_weights
 from retro.program import StringProgram
 from retro.text import StringBatch
 
@@ -46,14 +46,7 @@ def batch_log_prob(
     else the log of the mean importance weight (``num_particles`` from the guide, or from the prior). ``sites``:
     the program's latent sites (:func:`~retro.inference.sites.latent_sites`)."""
     if all(site.discrete for site in sites.values()):
-        rows = math.prod(s.support_size ** math.prod(s.event_shape) for s in sites.values()) if sites else 1
-        chunk = max(1, DEFAULT_MAX_ROWS // rows)
-        return torch.cat(
-            [
-                exact_log_prob(program, questions[i : i + chunk], answers[i : i + chunk], sites)
-                for i in range(0, len(answers), chunk)
-            ]
-        )
+        return exact_log_prob_in_chunks(program, questions, answers, sites)
     weights = log_weights(
         program, questions, answers, num_particles, guide, 1.0 if guide is not None else 0.0
     )

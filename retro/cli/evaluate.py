@@ -46,11 +46,12 @@ def register(subparsers) -> None:
 def _method(program, pairs) -> str:
     """``exact`` when the latents can be summed out (none, or few discrete values), else ``importance``."""
     from retro.inference.decoding import MAX_ENUMERATED
-    from retro.inference.sites import latent_sites
+    from retro.inference.sites import joint_values, latent_sites
 
     sites = latent_sites(program, pairs.questions[:1], pairs.answers[:1]).values()
-    values = math.prod(s.support_size ** math.prod(s.event_shape) for s in sites if s.discrete)
-    return "exact" if all(s.discrete for s in sites) and values <= MAX_ENUMERATED else "importance"
+    return (
+        "exact" if all(s.discrete for s in sites) and joint_values(sites) <= MAX_ENUMERATED else "importance"
+    )
 
 
 def evaluate(model, pairs, particles: int = 500, beam: int = 8, progress: bool = False) -> dict:
