@@ -37,13 +37,21 @@ def _positive_finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def test_importance_speed_smoke():
-    script = ROOT / "benchmarks" / "importance_speed.py"
+def _smoke_report(name: str) -> dict:
+    """Run ``benchmarks/NAME.py --smoke``; its stdout must be exactly one JSON object."""
     done = subprocess.run(
-        [sys.executable, str(script), "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    report = json.loads(done.stdout)  # exactly one JSON object: anything else on stdout fails here
+    return json.loads(done.stdout)
+
+
+def test_importance_speed_smoke():
+    report = _smoke_report("importance_speed")
     assert report["benchmark"] == "importance_speed"
     assert report["answers"] == 8
     assert [row["K"] for row in report["results"]] == [16, 64]
@@ -65,19 +73,6 @@ def test_importance_speed_smoke():
         assert row["agreement_fraction"] >= 0.75, row
         assert row["pyro_importance_agreement_fraction"] >= 0.5, row  # 2 answers: at most one miss
         assert row["renyi_agreement_fraction"] >= 0.75, row
-
-
-def _smoke_report(name: str) -> dict:
-    """Run ``benchmarks/NAME.py --smoke``; its stdout must be exactly one JSON object."""
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--smoke"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout)
 
 
 def test_adversarial_speed_smoke():
