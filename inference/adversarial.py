@@ -23,28 +23,18 @@ weight > 0 gives the mixed objective: the (negative) ELBO per answer plus ``adve
 from __future__ import annotations
 
 import torch
-from pyro import poutine
 from torch import nn
 
 from retro.discriminators import Discriminator
 from retro.errors import RetroError
 from retro.inference.guides import AmortizedGuide
-from retro.inference.sites import trace_log_prob
+from retro.inference.sampling import repeat_questions, sample_with_log_prob
 from retro.inference.train import elbo_loss
 from retro.inference.two_sample import discriminator_loss
-from retro.program import ANSWER_SITE, StringProgram
+from retro.program import StringProgram
 from retro.text import StringBatch
 
-__all__ = ["AdversarialObjective", "sample_with_log_prob"]
-
-
-def sample_with_log_prob(program: StringProgram, questions: StringBatch) -> tuple[StringBatch, torch.Tensor]:
-    """One answer per question from ``program`` and ``log p(latents, answer | question)`` of that run ``[B]``,
-    differentiable with respect to the program's parameters."""
-    trace = poutine.trace(program.model).get_trace(questions, None)
-    log_prob = trace_log_prob(trace)
-    tokens = trace.nodes[ANSWER_SITE]["value"].expand(len(questions), -1)
-    return StringBatch.from_tokens(tokens.detach(), program.codec.eos), log_prob.expand(len(questions))
+__all__ = ["AdversarialObjective"]
 
 
 class AdversarialObjective(nn.Module):
@@ -90,7 +80,7 @@ class AdversarialObjective(nn.Module):
         self.last: dict[str, float] = {}
 
     def forward(self, questions: StringBatch, answers: StringBatch) -> torch.Tensor:
-        repeated = questions[torch.arange(len(questions)).repeat(self.samples)]  # sample-major
+        repeated = repeat_questions(questions, self.samples)
         fake, log_prob = sample_with_log_prob(self.imitator, repeated)
         with (
             torch.no_grad()

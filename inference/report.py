@@ -21,13 +21,14 @@ from retro.discriminators import NeuralDiscriminator, VerifierDiscriminator
 from retro.errors import RetroError
 from retro.inference.importance import importance
 from retro.inference.results import summarize
+from retro.inference.sampling import sample_answers
 from retro.inference.two_sample import (
     TwoSampleResult,
     binomial_summary,
     classifier_two_sample_test,
     discriminator_accuracy,
 )
-from retro.inference.typicality import TypicalityResult, sample_answers, typicality_test
+from retro.inference.typicality import TypicalityResult, typicality_test
 from retro.program import StringProgram
 from retro.verifiers import Verifier
 

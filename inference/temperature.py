@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from retro.errors import RetroError
+from retro.inference.sampling import sample_answers
 from retro.inference.sites import latent_sites
-from retro.inference.typicality import batch_log_prob, sample_answers
+from retro.inference.typicality import batch_log_prob
 from retro.program import StringProgram
 from retro.tempering import tempered
 

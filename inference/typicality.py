@@ -23,12 +23,13 @@ from scipy import stats
 
 from retro.errors import RetroError
 from retro.inference.exact import exact_log_prob_in_chunks
+from retro.inference.sampling import sample_answers
 from retro.inference.sites import LatentSite, latent_sites
 from retro.inference.weights import log_weights
 from retro.program import StringProgram
 from retro.text import StringBatch
 
-__all__ = ["typicality_test", "TypicalityResult", "batch_log_prob", "sample_answers"]
+__all__ = ["typicality_test", "TypicalityResult", "batch_log_prob"]
 
 TIE_TOLERANCE = 1e-4  # nats
 
@@ -51,19 +52,6 @@ def batch_log_prob(
         program, questions, answers, num_particles, guide, 1.0 if guide is not None else 0.0
     )
     return weights.logsumexp(0) - math.log(num_particles)
-
-
-@torch.no_grad()
-def sample_answers(
-    program: StringProgram, questions: StringBatch, num_samples: int
-) -> tuple[StringBatch, StringBatch]:
-    """``num_samples`` answers per question as token batches ``(questions, answers)`` of ``num_samples * B`` rows,
-    sample-major (row ``s * B + b`` answers question ``b``)."""
-    from retro.inference.adversarial import sample_with_log_prob
-
-    repeated = questions[torch.arange(len(questions)).repeat(num_samples)]
-    answers, _ = sample_with_log_prob(program, repeated)
-    return repeated, answers
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,9 @@ from retro.experiments.sudoku_grids import (
 from retro.finite import FiniteProgram
 from retro.inference.exact import exact
 from retro.inference.report import imitator_report
+from retro.inference.sampling import sample_answers
 from retro.inference.train import TrainConfig, train
 from retro.inference.two_sample import binomial_summary, discriminator_accuracy
-from retro.inference.typicality import sample_answers
 from retro.models import make_imitator
 from retro.program import StringProgram
 from retro.text import AlphabetCodec, StringBatch

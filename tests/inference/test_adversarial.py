@@ -14,7 +14,8 @@ from retro.errors import RetroError
 from retro.finite import FiniteStringDistribution
 from retro.humans import make_human
 from retro.inference import AmortizedGuide, exact, latent_sites
-from retro.inference.adversarial import AdversarialObjective, sample_with_log_prob
+from retro.inference.adversarial import AdversarialObjective
+from retro.inference.sampling import sample_with_log_prob
 from retro.inference.train import TrainConfig, train
 from retro.models import IMITATORS, make_imitator
 from retro.program import StringProgram

@@ -18,9 +18,10 @@ from retro.discriminators import NeuralDiscriminator
 from retro.errors import RetroError
 from retro.humans import make_human
 from retro.inference.report import imitator_report, plot_report
+from retro.inference.sampling import sample_answers
 from retro.inference.temperature import temperature_curve
 from retro.inference.two_sample import binomial_summary, classifier_two_sample_test
-from retro.inference.typicality import sample_answers, typicality_test
+from retro.inference.typicality import typicality_test
 from retro.tempering import tempered
 from retro.text import AlphabetCodec
 from retro.verifiers import verifier_from_spec
