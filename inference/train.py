@@ -29,6 +29,19 @@ from retro.program import StringProgram
 __all__ = ["TrainConfig", "TrainReport", "train", "elbo_loss"]
 
 
+LR_SCHEDULES = ("constant", "cosine")
+COSINE_FINAL_FRACTION = 0.02
+
+
+def learning_rate_at(config: TrainConfig, step: int) -> float:
+    """The step size of optimizer step ``step`` (1-based) under ``config.lr_schedule``."""
+    if config.lr_schedule == "constant" or config.steps == 1:
+        return config.learning_rate
+    progress = min(1.0, (step - 1) / (config.steps - 1))
+    fraction = COSINE_FINAL_FRACTION + (1 - COSINE_FINAL_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
+    return config.learning_rate * fraction
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings of :func:`train`.
@@ -36,7 +49,10 @@ class TrainConfig:
     Attributes:
         steps: optimizer steps (at most; ``minutes`` may stop earlier).
         batch_size: answers per step.
-        learning_rate: Adam step size.
+        learning_rate: Adam step size (the peak one, under a schedule).
+        lr_schedule: ``"constant"``, or ``"cosine"``: the step size falls along a half cosine from
+            ``learning_rate`` at step 1 to :data:`COSINE_FINAL_FRACTION` of it at step ``steps`` (a function of the
+            step alone, so a resumed run follows it exactly). Give ``steps`` that ``minutes`` lets the run reach.
         minutes: wall-time cap, or ``None``.
         eval_every: steps between held-out evaluations (and at the end).
         eval_particles: particles of the guide importance estimate of held-out log p.
@@ -51,6 +67,7 @@ class TrainConfig:
     steps: int = 2000
     batch_size: int = 64
     learning_rate: float = 3e-3
+    lr_schedule: str = "constant"
     minutes: float | None = None
     eval_every: int = 200
     eval_particles: int = 64
@@ -71,6 +88,10 @@ class TrainConfig:
                 raise RetroError(f"training: {name} must be a positive integer, got {value}")
         if not self.learning_rate >= 0:
             raise RetroError(f"training: learning_rate must be >= 0, got {self.learning_rate}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise RetroError(
+                f"training: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
         if self.minutes is not None and not self.minutes > 0:
             raise RetroError(f"training: minutes must be > 0, got {self.minutes}")
 
@@ -265,6 +286,8 @@ def train(
             )
         optimizer.zero_grad()
         loss.backward()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(config, step)
         optimizer.step()
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         bar.update(1)

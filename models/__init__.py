@@ -36,4 +36,6 @@ def imitator_from_config(config: dict[str, Any]) -> Imitator:
     config = dict(config)
     name = config.pop("imitator", None)
     codec = codec_from_config(config.pop("codec", {"type": "bytes"}))
+    if "question_codec" in config:
+        config["question_codec"] = codec_from_config(config["question_codec"])
     return make_imitator(name, codec=codec, **config)

@@ -55,8 +55,8 @@ class Imitator(StringProgram):
 
     name: str = ""
 
-    def __init__(self, codec: Codec | None = None, max_length: int = 32):
-        super().__init__(codec, max_length)
+    def __init__(self, codec: Codec | None = None, max_length: int = 32, question_codec: Codec | None = None):
+        super().__init__(codec, max_length, question_codec)
         self._hyperparameters: dict[str, Any] = {}
 
     def remember_config(self, **hyperparameters: Any) -> None:

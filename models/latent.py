@@ -27,14 +27,22 @@ class LatentSeq2Seq(Seq2Seq):
         hidden_dim: int = 128,
         decoder: str = "gru",
         latent_dim: int = 8,
+        question_codec: Codec | None = None,
     ):
-        super().__init__(codec, max_length, hidden_dim, decoder, extra_context_dim=latent_dim)
+        super().__init__(
+            codec,
+            max_length,
+            hidden_dim,
+            decoder,
+            extra_context_dim=latent_dim,
+            question_codec=question_codec,
+        )
         self.remember_config(hidden_dim=hidden_dim, decoder=decoder, latent_dim=latent_dim)
         self.latent_dim = latent_dim
 
     def model(self, questions: StringBatch, answers: StringBatch | None = None) -> torch.Tensor:
-        code = self.encoder(questions)
-        zeros = code.new_zeros(self.latent_dim)
+        question = self.encode(questions)
+        zeros = question.summary.new_zeros(self.latent_dim)
         with self.answers_plate(questions):
             z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
-            return self.observe(self.answer_distribution(code, z), answers)
+            return self.observe(self.answer_distribution(question, z), answers)

@@ -28,8 +28,11 @@ class MixtureSeq2Seq(Seq2Seq):
         decoder: str = "gru",
         num_styles: int = 4,
         style_dim: int = 16,
+        question_codec: Codec | None = None,
     ):
-        super().__init__(codec, max_length, hidden_dim, decoder, extra_context_dim=style_dim)
+        super().__init__(
+            codec, max_length, hidden_dim, decoder, extra_context_dim=style_dim, question_codec=question_codec
+        )
         self.remember_config(
             hidden_dim=hidden_dim, decoder=decoder, num_styles=num_styles, style_dim=style_dim
         )
@@ -37,7 +40,7 @@ class MixtureSeq2Seq(Seq2Seq):
         self.style_embedding = nn.Embedding(num_styles, style_dim)
 
     def model(self, questions: StringBatch, answers: StringBatch | None = None) -> torch.Tensor:
-        code = self.encoder(questions)
+        question = self.encode(questions)
         with self.answers_plate(questions):
-            style = pyro.sample("style", dist.Categorical(logits=self.style_logits(code)))
-            return self.observe(self.answer_distribution(code, self.style_embedding(style)), answers)
+            style = pyro.sample("style", dist.Categorical(logits=self.style_logits(question.summary)))
+            return self.observe(self.answer_distribution(question, self.style_embedding(style)), answers)

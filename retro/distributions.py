@@ -13,6 +13,11 @@ A decoder is any ``nn.Module`` with
 * optionally ``token_log_probs(context[N, C], tokens[N, T]) -> [N, T]``, a faster exact shortcut for
   ``log_softmax(forward(...))`` gathered at ``tokens`` (used when the temperature is 1).
 
+A decoder that attends to per-question states (:class:`Memory`, e.g. the question encoder's states) gets them as
+a ``memory`` keyword in ``forward``, ``token_log_probs`` and ``init_state`` whenever the distribution holds one.
+The memory is not copied per particle: it arrives as ``Memory[M, S, D]`` and row ``n`` of the context uses memory
+row ``n % M`` (particles and enumerated values lead, questions trail, as the batch is flattened row-major).
+
 Example:
     >>> import torch
     >>> from retro.nets import GRUDecoder
@@ -25,11 +30,37 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 
-__all__ = ["StringDistribution"]
+__all__ = ["StringDistribution", "Memory"]
+
+
+class Memory(NamedTuple):
+    """Per-question states an attention decoder reads: ``states[*batch, S, D]`` and ``mask[*batch, S]`` (True at
+    the real positions). Its batch shape broadcasts against the distribution's (it usually lacks the particles)."""
+
+    states: torch.Tensor
+    mask: torch.Tensor
+
+    def flat(self, shape: torch.Size) -> Memory:
+        """``Memory[M, S, D]`` for a batch of ``shape`` flattened row-major: row ``n`` reads memory row ``n % M``.
+
+        When the memory's batch shape is a suffix of ``shape`` (after dropping its leading 1s), ``M`` is its own
+        size and nothing is copied; otherwise it is expanded to ``shape`` (``M = N``)."""
+        own = self.states.shape[:-2]
+        while own and own[0] == 1:
+            own = own[1:]
+        if len(own) <= len(shape) and tuple(shape[len(shape) - len(own) :]) == tuple(own):
+            return Memory(
+                self.states.reshape((-1,) + self.states.shape[-2:]),
+                self.mask.reshape((-1,) + self.mask.shape[-1:]),
+            )
+        states = self.states.expand(shape + self.states.shape[-2:]).reshape((-1,) + self.states.shape[-2:])
+        return Memory(states, self.mask.expand(shape + self.mask.shape[-1:]).reshape(-1, self.mask.shape[-1]))
 
 
 class StringDistribution(TorchDistribution):
@@ -42,6 +73,7 @@ class StringDistribution(TorchDistribution):
         eos: the EOS token id.
         temperature: logits are divided by it, in ``log_prob`` and ``sample`` alike (so the tempered
             distribution is still normalized and its samples are scored consistently).
+        memory: per-question states for an attention decoder (see the module docstring).
     """
 
     arg_constraints: dict = {}
@@ -54,6 +86,7 @@ class StringDistribution(TorchDistribution):
         max_length: int,
         eos: int,
         temperature: float = 1.0,
+        memory: Memory | None = None,
         validate_args: bool | None = None,
     ):
         if max_length < 1:
@@ -63,6 +96,7 @@ class StringDistribution(TorchDistribution):
         self.max_length = int(max_length)
         self.eos = int(eos)
         self.temperature = float(temperature)
+        self.memory = memory
         super().__init__(context.shape[:-1], torch.Size([self.max_length + 1]), validate_args=False)
 
     @constraints.dependent_property(is_discrete=True, event_dim=1)
@@ -72,10 +106,15 @@ class StringDistribution(TorchDistribution):
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
         context = self.context.expand(batch_shape + self.context.shape[-1:])
-        return StringDistribution(self.decoder, context, self.max_length, self.eos, self.temperature)
+        return StringDistribution(
+            self.decoder, context, self.max_length, self.eos, self.temperature, memory=self.memory
+        )
 
-    def _flat_context(self, shape: torch.Size) -> torch.Tensor:
-        return self.context.expand(shape + self.context.shape[-1:]).reshape(-1, self.context.shape[-1])
+    def decoder_inputs(self, shape: torch.Size | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
+        """(context ``[N, C]`` of the batch ``shape`` flattened, the decoder's extra keyword arguments)."""
+        shape = self.batch_shape if shape is None else torch.Size(shape)
+        context = self.context.expand(shape + self.context.shape[-1:]).reshape(-1, self.context.shape[-1])
+        return context, ({} if self.memory is None else {"memory": self.memory.flat(shape)})
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Log probability of EOS-padded strings ``value[..., W]`` (any width with an EOS in each row)."""
@@ -87,7 +126,7 @@ class StringDistribution(TorchDistribution):
         lengths = torch.where(has_eos, is_eos.long().argmax(-1), torch.full_like(tokens[:, 0], width))
         # Only positions < max_length are decisions; EOS at max_length is forced.
         steps = min(int(lengths.max()) + 1 if lengths.numel() else 1, self.max_length, width)
-        picked = self._token_log_probs(self._flat_context(shape), tokens[:, :steps])
+        picked = self._token_log_probs(*self.decoder_inputs(shape), tokens[:, :steps])
         positions = torch.arange(steps, device=tokens.device)
         picked = picked.masked_fill(positions > lengths[:, None], 0.0)
         total = picked.sum(-1)
@@ -95,10 +134,12 @@ class StringDistribution(TorchDistribution):
         total = total.masked_fill(impossible, float("-inf"))
         return total.reshape(shape)
 
-    def _token_log_probs(self, context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def _token_log_probs(
+        self, context: torch.Tensor, extra: dict[str, Any], tokens: torch.Tensor
+    ) -> torch.Tensor:
         if self.temperature == 1.0 and hasattr(self.decoder, "token_log_probs"):
-            return self.decoder.token_log_probs(context, tokens)
-        logits = self.decoder(context, tokens)
+            return self.decoder.token_log_probs(context, tokens, **extra)
+        logits = self.decoder(context, tokens, **extra)
         if self.temperature != 1.0:
             logits = logits / self.temperature
         return logits.log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
@@ -107,12 +148,12 @@ class StringDistribution(TorchDistribution):
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         """Ancestral sampling, one step per position for all strings at once; stops when every string ended."""
         shape = torch.Size(sample_shape) + self.batch_shape
-        context = self._flat_context(shape)
+        context, extra = self.decoder_inputs(shape)
         n = context.shape[0]
         out = torch.full((n, self.max_length + 1), self.eos, dtype=torch.long, device=context.device)
         done = torch.zeros(n, dtype=torch.bool, device=context.device)
         previous = torch.full((n,), self.decoder.bos, dtype=torch.long, device=context.device)
-        state = self.decoder.init_state(context)
+        state = self.decoder.init_state(context, **extra)
         for t in range(self.max_length):
             logits, state = self.decoder.step(state, previous)
             if self.temperature != 1.0:

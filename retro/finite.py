@@ -113,7 +113,7 @@ class FiniteProgram(StringProgram):
         return self._cache[question]
 
     def answer_distribution(self, questions: StringBatch) -> FiniteStringDistribution:
-        encoded = [self._encoded(q) for q in questions.to_strings(self.codec)]
+        encoded = [self._encoded(q) for q in questions.to_strings(self.question_codec)]
         most = max(len(weights) for _, weights in encoded)
         tokens = torch.full((len(encoded), most, self.max_length + 1), self.codec.eos, dtype=torch.long)
         log_probs = torch.full((len(encoded), most), -math.inf)

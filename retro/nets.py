@@ -2,7 +2,8 @@
 
 Decoders follow the protocol of :mod:`retro.distributions`: ``forward`` for the teacher-forced pass, and
 ``init_state``/``step`` for ancestral decoding with cached state (GRU hidden state; Transformer key/value cache),
-and ``reorder_state`` to select rows of a state (beam search).
+and ``reorder_state`` to select rows of a state (beam search). :class:`AttentionGRUDecoder` also reads the
+question encoder's states (a :class:`~retro.distributions.Memory`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,19 @@ import math
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from retro.distributions import Memory
 from retro.text import StringBatch
 
-__all__ = ["GRUDecoder", "TransformerDecoder", "StringEncoder", "make_decoder"]
+__all__ = [
+    "GRUDecoder",
+    "AttentionGRUDecoder",
+    "TransformerDecoder",
+    "StringEncoder",
+    "make_decoder",
+    "DECODERS",
+]
 
 
 class GRUDecoder(nn.Module):
@@ -53,6 +62,91 @@ class GRUDecoder(nn.Module):
         """The state of rows ``index`` (e.g. the parents of a beam's hypotheses)."""
         h, context = state
         return h.index_select(1, index), context.index_select(0, index)
+
+
+class AttentionGRUDecoder(nn.Module):
+    """Two GRU layers with attention over the question's states between them.
+
+    The lower GRU reads the previous token (and the context vector, as :class:`GRUDecoder`); its output queries
+    the memory (scaled dot-product attention, Luong et al. 2015); the upper GRU reads both, so it knows where the
+    attention has been, and the output layer sees the upper state and the attended vector. Attending from the lower
+    layer (as GNMT does) rather than feeding the last attended vector back as input keeps the teacher-forced pass
+    one GRU call per layer over the whole sequence, instead of a Python loop over positions.
+
+    Args:
+        vocab_size: answer tokens (EOS included).
+        context_dim: width of the context vector (question summary, plus any latent code).
+        memory_dim: width of the memory states.
+        hidden_dim: width of both GRUs and of the attention.
+        embed_dim: width of the token embedding.
+    """
+
+    def __init__(
+        self, vocab_size: int, context_dim: int, memory_dim: int, hidden_dim: int = 128, embed_dim: int = 32
+    ):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.bos = vocab_size
+        self.embed = nn.Embedding(vocab_size + 1, embed_dim)
+        self.context_in = nn.Linear(context_dim, embed_dim)
+        self.context_h0 = nn.Linear(context_dim, 2 * hidden_dim)
+        self.lower = nn.GRU(embed_dim, hidden_dim, batch_first=True)
+        self.query = nn.Linear(hidden_dim, hidden_dim, bias=False)
+        self.key = nn.Linear(memory_dim, hidden_dim, bias=False)
+        self.value = nn.Linear(memory_dim, hidden_dim, bias=False)
+        self.upper = nn.GRU(2 * hidden_dim, hidden_dim, batch_first=True)
+        self.out = nn.Linear(2 * hidden_dim, vocab_size)
+        self.scale = 1.0 / math.sqrt(hidden_dim)
+
+    def _inputs(self, context: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.embed(previous) + self.context_in(context).unsqueeze(-2))
+
+    def _initial_hidden(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lower, upper = torch.tanh(self.context_h0(context)).unsqueeze(0).chunk(2, dim=-1)
+        return lower.contiguous(), upper.contiguous()
+
+    def _attend(self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor):
+        """Attended values ``[N, T, H]`` for queries ``[N, T, H]`` over ``M`` memories (row ``n`` reads ``n % M``)."""
+        n, t, h = queries.shape
+        m = keys.shape[0]
+        # Group rows by memory so each memory's keys serve all its rows in one matrix product (no copy per particle).
+        q = self.query(queries).view(n // m, m, t, h).transpose(0, 1).reshape(m, -1, h)
+        scores = torch.bmm(q, keys.transpose(1, 2)) * self.scale  # [M, G*T, S]
+        weights = scores.masked_fill(~mask[:, None, :], -math.inf).softmax(-1)
+        return torch.bmm(weights, values).view(m, n // m, t, h).transpose(0, 1).reshape(n, t, h)
+
+    def forward(self, context: torch.Tensor, tokens: torch.Tensor, memory: Memory) -> torch.Tensor:
+        bos = torch.full_like(tokens[:, :1], self.bos)
+        previous = torch.cat([bos, tokens[:, :-1]], dim=1)
+        h_lower, h_upper = self._initial_hidden(context)
+        lower, _ = self.lower(self._inputs(context, previous), h_lower)
+        attended = self._attend(lower, self.key(memory.states), self.value(memory.states), memory.mask)
+        upper, _ = self.upper(torch.cat([lower, attended], dim=-1), h_upper)
+        return self.out(torch.cat([upper, attended], dim=-1))
+
+    def init_state(self, context: torch.Tensor, memory: Memory):
+        rows = torch.arange(context.shape[0], device=context.device) % memory.states.shape[0]
+        # Step-by-step decoding keeps one memory row per decoder row, so beams can reorder them.
+        keys = self.key(memory.states).index_select(0, rows)
+        values = self.value(memory.states).index_select(0, rows)
+        return (*self._initial_hidden(context), context, keys, values, memory.mask.index_select(0, rows))
+
+    def step(self, state, previous: torch.Tensor):
+        h_lower, h_upper, context, keys, values, mask = state
+        lower, h_lower = self.lower(self._inputs(context, previous[:, None]), h_lower)
+        attended = self._attend(lower, keys, values, mask)
+        upper, h_upper = self.upper(torch.cat([lower, attended], dim=-1), h_upper)
+        logits = self.out(torch.cat([upper[:, 0], attended[:, 0]], dim=-1))
+        return logits, (h_lower, h_upper, context, keys, values, mask)
+
+    def reorder_state(self, state, index: torch.Tensor):
+        """The state of rows ``index`` (e.g. the parents of a beam's hypotheses)."""
+        h_lower, h_upper, *rows = state
+        return (
+            h_lower.index_select(1, index),
+            h_upper.index_select(1, index),
+            *(x.index_select(0, index) for x in rows),
+        )
 
 
 class _CachedSelfAttentionBlock(nn.Module):
@@ -141,13 +235,21 @@ class TransformerDecoder(nn.Module):
         return context.index_select(0, index), position, caches
 
 
-def make_decoder(kind: str, vocab_size: int, context_dim: int, hidden_dim: int) -> nn.Module:
-    """Build a decoder by name: ``"gru"`` or ``"transformer"``."""
+DECODERS = ("gru", "attention", "transformer")
+"""Decoder kinds :func:`make_decoder` builds; only ``"attention"`` reads a memory."""
+
+
+def make_decoder(
+    kind: str, vocab_size: int, context_dim: int, hidden_dim: int, memory_dim: int = 0
+) -> nn.Module:
+    """Build a decoder by name (one of :data:`DECODERS`); ``memory_dim`` is for ``"attention"``."""
     if kind == "gru":
         return GRUDecoder(vocab_size, context_dim, hidden_dim)
+    if kind == "attention":
+        return AttentionGRUDecoder(vocab_size, context_dim, memory_dim, hidden_dim)
     if kind == "transformer":
         return TransformerDecoder(vocab_size, context_dim, hidden_dim)
-    raise ValueError(f"unknown decoder {kind!r}: expected 'gru' or 'transformer'")
+    raise ValueError(f"unknown decoder {kind!r}: expected one of {', '.join(map(repr, DECODERS))}")
 
 
 class StringEncoder(nn.Module):
@@ -159,11 +261,21 @@ class StringEncoder(nn.Module):
         self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True, bidirectional=True)
         self.output_dim = 2 * hidden_dim
 
-    def forward(self, batch: StringBatch) -> torch.Tensor:
+    def _run(self, batch: StringBatch):
         # Encode each string with its EOS so the empty string has a state too.
-        lengths = (batch.lengths + 1).clamp(max=batch.width).cpu()
+        lengths = (batch.lengths + 1).clamp(max=batch.width)
         packed = pack_padded_sequence(
-            self.embed(batch.tokens), lengths, batch_first=True, enforce_sorted=False
+            self.embed(batch.tokens), lengths.cpu(), batch_first=True, enforce_sorted=False
         )
-        _, h = self.gru(packed)  # [2, N, H]
-        return torch.cat([h[0], h[1]], dim=-1)
+        out, h = self.gru(packed)  # h: [2, N, H]
+        return out, torch.cat([h[0], h[1]], dim=-1), lengths
+
+    def forward(self, batch: StringBatch) -> torch.Tensor:
+        return self._run(batch)[1]
+
+    def encode(self, batch: StringBatch) -> tuple[torch.Tensor, Memory]:
+        """(one vector per string ``[N, 2H]``, the states at every position (EOS included) as a memory)."""
+        out, summary, lengths = self._run(batch)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=batch.width)
+        mask = torch.arange(batch.width, device=lengths.device) < lengths[:, None]
+        return summary, Memory(states, mask)

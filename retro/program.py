@@ -33,13 +33,17 @@ class StringProgram(PyroModule):
     """A generative program p(answer, latents | question) over strings.
 
     Args:
-        codec: how questions and answers become tokens (default UTF-8 bytes + EOS: any string is possible).
+        codec: how answers (and, unless ``question_codec`` is given, questions) become tokens (default UTF-8
+            bytes + EOS: any string is possible).
         max_length: the longest answer in tokens; longer answers have probability 0 and are rejected on input.
+        question_codec: how questions become tokens, when they are not written like answers (words in,
+            phonemes out).
     """
 
-    def __init__(self, codec: Codec | None = None, max_length: int = 32):
+    def __init__(self, codec: Codec | None = None, max_length: int = 32, question_codec: Codec | None = None):
         super().__init__()
         self.codec = codec if codec is not None else ByteCodec()
+        self.question_codec = question_codec if question_codec is not None else self.codec
         self.max_length = int(max_length)
 
     # -- the contract ------------------------------------------------------------------------------------------
@@ -65,7 +69,7 @@ class StringProgram(PyroModule):
         return torch.device("cpu")
 
     def encode_questions(self, questions: Sequence[str]) -> StringBatch:
-        return StringBatch.from_strings(questions, self.codec, device=self.device, what="question")
+        return StringBatch.from_strings(questions, self.question_codec, device=self.device, what="question")
 
     def encode_answers(self, answers: Sequence[str]) -> StringBatch:
         return StringBatch.from_strings(
@@ -85,4 +89,7 @@ class StringProgram(PyroModule):
 
     def config(self) -> dict[str, Any]:
         """What is needed to rebuild this program (without weights), as JSON-able data."""
-        return {"codec": self.codec.config(), "max_length": self.max_length}
+        config = {"codec": self.codec.config(), "max_length": self.max_length}
+        if self.question_codec != self.codec:
+            config["question_codec"] = self.question_codec.config()
+        return config

@@ -23,7 +23,15 @@ import torch
 
 from retro.errors import RetroError
 
-__all__ = ["Codec", "ByteCodec", "AlphabetCodec", "StringBatch", "codec_from_config", "CodecError"]
+__all__ = [
+    "Codec",
+    "ByteCodec",
+    "AlphabetCodec",
+    "SymbolCodec",
+    "StringBatch",
+    "codec_from_config",
+    "CodecError",
+]
 
 
 class CodecError(RetroError):
@@ -117,12 +125,67 @@ class AlphabetCodec(Codec):
         return f"AlphabetCodec({self.alphabet!r})"
 
 
+class SymbolCodec(Codec):
+    """A fixed vocabulary of multi-character symbols joined by a separator, plus EOS: one token per symbol.
+
+    For answers that are sequences of units, such as ARPAbet phonemes (``"T AH M EY T OW"``: six tokens, not
+    fourteen characters). Exactly the strings made of vocabulary symbols joined by single separators are
+    encodable (the empty string is the empty sequence), so each has one token sequence and the distribution
+    over token sequences is a distribution over those strings. Anything else is an error naming the offending
+    piece, never a silent UNK.
+
+    Example:
+        >>> codec = SymbolCodec(["T", "AH", "M"])
+        >>> codec.encode("T AH M AH"), codec.decode([2, 1])
+        ([0, 1, 2, 1], 'M AH')
+    """
+
+    def __init__(self, symbols: Sequence[str], separator: str = " "):
+        symbols = list(symbols)
+        if not separator:
+            raise CodecError("the separator of a SymbolCodec must be a non-empty string")
+        bad = [s for s in symbols if not isinstance(s, str) or not s or separator in s]
+        if not symbols or bad or len(set(symbols)) != len(symbols):
+            raise CodecError(
+                f"symbols must be distinct non-empty strings without the separator {separator!r}; got "
+                f"{_preview(' '.join(map(repr, bad or symbols)))}"
+            )
+        self.symbols = symbols
+        self.separator = separator
+        self.num_symbols = len(symbols)
+        self._index = {s: i for i, s in enumerate(symbols)}
+
+    def encode(self, text: str) -> list[int]:
+        if not text:
+            return []
+        pieces = text.split(self.separator)
+        try:
+            return [self._index[p] for p in pieces]
+        except KeyError:
+            pos = next(i for i, p in enumerate(pieces) if p not in self._index)
+            raise CodecError(
+                f"symbol {pieces[pos]!r} (number {pos} of {_preview(text)}, split on {self.separator!r}) is not "
+                f"in the vocabulary {_preview(' '.join(self.symbols))}"
+            ) from None
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.separator.join(self.symbols[int(i)] for i in ids)
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "symbols", "symbols": list(self.symbols), "separator": self.separator}
+
+    def __repr__(self) -> str:
+        return f"SymbolCodec({self.symbols!r}, separator={self.separator!r})"
+
+
 def codec_from_config(config: dict[str, Any]) -> Codec:
     kind = config.get("type")
     if kind == "bytes":
         return ByteCodec()
     if kind == "alphabet":
         return AlphabetCodec(config["alphabet"])
+    if kind == "symbols":
+        return SymbolCodec(config["symbols"], config.get("separator", " "))
     raise CodecError(f"unknown codec type {kind!r} in config {config}")
 
 

@@ -10,7 +10,7 @@ from retro.distributions import StringDistribution
 from retro.humans import HUMANS, make_human
 from retro.models import IMITATORS, Imitator, make_imitator
 from retro.nets import GRUDecoder, StringEncoder
-from retro.text import AlphabetCodec
+from retro.text import AlphabetCodec, SymbolCodec
 
 
 class CareImitator(Imitator):
@@ -54,7 +54,10 @@ TINY_QUESTIONS = {"arithmetic": ["1+2", "3-5"], "numbers": ["7", "12"], "typist"
 
 
 def tiny_program(name: str, max_length: int = 3):
-    """(program, questions) over a tiny alphabet codec, small enough to enumerate every string."""
+    """(program, questions) over a tiny alphabet codec, small enough to enumerate every string.
+
+    ``"imitator[decoder]"`` names a built-in imitator with another decoder; the attention variants also answer in
+    a symbol codec (two-letter symbols) distinct from the question codec."""
     if name == "numbers":  # 38 symbols: keep the enumeration at 38^2 strings
         max_length = min(max_length, 2)
     if name in HUMANS:
@@ -62,15 +65,14 @@ def tiny_program(name: str, max_length: int = 3):
     codec = AlphabetCodec("ab")
     if name == CareImitator.name:
         return CareImitator(codec, max_length), ["ab", "b"]
-    if name == TRANSFORMER_LATENT:
-        return make_imitator(
-            "latent", codec=codec, max_length=max_length, hidden_dim=16, decoder="transformer"
-        ), [
-            "ab",
-            "b",
-        ]
-    return make_imitator(name, codec=codec, max_length=max_length, hidden_dim=16), ["ab", "b"]
+    imitator, _, decoder = name.rstrip("]").partition("[")
+    options = {"decoder": decoder} if decoder else {}
+    if decoder == "attention":
+        options.update(codec=SymbolCodec(["a", "bb"]), question_codec=codec)
+        codec = options.pop("codec")
+    return make_imitator(imitator, codec=codec, max_length=max_length, hidden_dim=16, **options), ["ab", "b"]
 
 
-TRANSFORMER_LATENT = "latent[transformer]"
-PROGRAM_NAMES = sorted(IMITATORS) + [TRANSFORMER_LATENT] + sorted(HUMANS) + [CareImitator.name]
+VARIANTS = ["latent[transformer]", "latent[attention]", "mixture[attention]", "seq2seq[attention]"]
+"""Built-in imitators with another decoder than their default."""
+PROGRAM_NAMES = sorted(IMITATORS) + VARIANTS + sorted(HUMANS) + [CareImitator.name]

@@ -42,7 +42,7 @@ def load_model(spec: str, device: str = "cpu") -> LoadedModel:
 def load_data(spec: str, program: StringProgram, n: int | None, seed: int) -> Pairs:
     """``--data`` checked against the model's codec and maximum length (errors name the line)."""
     pairs = load_pairs(spec, n=n, seed=seed)
-    pairs.validate(program.codec, program.max_length)
+    pairs.validate(program.codec, program.max_length, program.question_codec)
     return pairs
 
 

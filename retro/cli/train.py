@@ -10,7 +10,9 @@ from pathlib import Path
 from retro.checkpoint import CONFIG_FILE
 from retro.cli.common import add_seed, load_data, seed_everything
 from retro.data import split_pairs
+from retro.datasets import codecs_for
 from retro.errors import RetroError
+from retro.nets import DECODERS
 
 DEFAULT_STEPS = 2000
 
@@ -50,13 +52,33 @@ def register(subparsers) -> None:
     p.add_argument("--minutes", type=float, default=None, help="wall-time cap")
     p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default {DEFAULT_STEPS})")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam step size (the peak one under --lr-schedule)")
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="constant",
+        help="cosine: the step size falls along a half cosine to 2%% of --lr at --steps (give --steps that "
+        "--minutes lets the run reach)",
+    )
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--max-length", type=int, default=32, help="longest answer in tokens (default 32)")
     p.add_argument("--hidden-dim", type=int, default=128)
     p.add_argument("--latent-dim", type=int, default=None, help="latent imitator: size of z (default 8)")
     p.add_argument("--num-styles", type=int, default=None, help="mixture imitator: number of styles")
-    p.add_argument("--decoder", choices=("gru", "transformer"), default="gru")
+    p.add_argument(
+        "--decoder",
+        choices=DECODERS,
+        default="gru",
+        help="gru: the question as one vector; attention: also attends to each character of the question; "
+        "transformer (default gru)",
+    )
+    p.add_argument(
+        "--codec",
+        choices=("auto", "bytes"),
+        default="auto",
+        help="auto: the data's own codecs when it is a built-in dataset that names them (cmudict-g2p: a token per "
+        "phoneme, words by letter), else UTF-8 bytes; bytes: UTF-8 bytes for questions and answers",
+    )
     p.add_argument(
         "--objective",
         choices=("retrodiction", "iwae", "adversarial", "mixed"),
@@ -105,12 +127,14 @@ SETTINGS = (  # what a resumed run takes from the saved one
     "heldout",
     "batch_size",
     "lr",
+    "lr_schedule",
     "eval_every",
     "max_length",
     "hidden_dim",
     "latent_dim",
     "num_styles",
     "decoder",
+    "codec",
     "objective",
     "adversarial_weight",
     "verifier",
@@ -188,6 +212,9 @@ def run(args) -> int:
     extra = {
         k: v for k, v in (("latent_dim", args.latent_dim), ("num_styles", args.num_styles)) if v is not None
     }
+    codecs = codecs_for(args.data) if args.codec == "auto" else None  # a run saved before --codec: bytes
+    if codecs is not None:
+        extra.update(codec=codecs[0], question_codec=codecs[1])
     try:
         imitator = make_imitator(
             args.imitator,
@@ -213,6 +240,7 @@ def run(args) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
+        lr_schedule=args.lr_schedule or "constant",
         minutes=args.minutes,
         eval_every=args.eval_every,
         seed=args.seed,
@@ -240,9 +268,9 @@ def run(args) -> int:
             free_bits=args.free_bits,
         )
     elif args.objective in ("adversarial", "mixed"):
-        discriminator = NeuralDiscriminator(imitator.codec, imitator.max_length, verifier=verifier).to(
-            args.device
-        )
+        discriminator = NeuralDiscriminator(
+            imitator.codec, imitator.max_length, verifier=verifier, question_codec=imitator.question_codec
+        ).to(args.device)
         objective = AdversarialObjective(
             imitator,
             discriminator,

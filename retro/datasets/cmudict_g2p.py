@@ -21,6 +21,7 @@ import hashlib
 import re
 
 from retro.data import DataError
+from retro.text import AlphabetCodec, Codec, SymbolCodec
 
 __all__ = [
     "PHONEMES",
@@ -32,6 +33,7 @@ __all__ = [
     "group_key",
     "pronunciations",
     "load",
+    "codecs",
 ]
 
 # The 39 ARPAbet phonemes of cmudict.phones (the dictionary's vowels carry stress digits 0/1/2; we drop them).
@@ -53,6 +55,14 @@ _STRESS = re.compile(r"\d")
 _GROUP_SUFFIX = re.compile(r"('s|s'|')$")
 _SALT = "cmudict-g2p-v1"
 _TEST_PERCENT = 10
+
+
+def codecs() -> tuple[Codec, Codec]:
+    """(answer codec: one token per phoneme, question codec: one token per character of the word).
+
+    A phoneme per token makes an answer about half as many decoding steps as its characters, and puts no mass
+    on strings that are not phoneme sequences; every human answer is still a string with a probability."""
+    return SymbolCodec(PHONEMES), AlphabetCodec(WORD_ALPHABET)
 
 
 def group_key(word: str) -> str:

@@ -94,7 +94,7 @@ class SyntheticHuman(StringProgram):
     def _intended_tokens(self, questions: StringBatch) -> torch.Tensor:
         """``LongTensor[B, styles, max_length + 1]`` of intended answers, EOS-padded (cut at max_length)."""
         rows = []
-        for question in questions.to_strings(self.codec):
+        for question in questions.to_strings(self.question_codec):
             if question not in self._intended_cache:
                 per_style = []
                 for style in self.styles:

@@ -11,12 +11,13 @@ import torch
 from pyro import poutine
 
 from programs import CareImitator
+from retro.distributions import Memory
 from retro.errors import RetroError
 from retro.humans import make_human
 from retro.inference import exact
 from retro.inference.decoding import beam_search
 from retro.models import make_imitator
-from retro.nets import GRUDecoder, TransformerDecoder
+from retro.nets import DECODERS, make_decoder
 from retro.program import ANSWER_SITE, StringProgram
 from retro.text import AlphabetCodec, StringBatch
 
@@ -55,7 +56,7 @@ def tiny_seq2seq(decoder, max_length=3):
     ).double()
 
 
-@pytest.mark.parametrize("decoder", ["gru", "transformer"])
+@pytest.mark.parametrize("decoder", DECODERS)
 def test_large_beam_finds_the_most_probable_string(decoder, float64):
     program = tiny_seq2seq(decoder)
     tokens = all_strings(program.codec, program.max_length)
@@ -75,7 +76,13 @@ def greedy(program, question):
         program.encode_questions([question]), program.encode_answers([""])
     )
     fn = trace.nodes[ANSWER_SITE]["fn"]
-    state, previous, out, total = fn.decoder.init_state(fn.context), torch.tensor([fn.decoder.bos]), [], 0.0
+    context, extra = fn.decoder_inputs()
+    state, previous, out, total = (
+        fn.decoder.init_state(context, **extra),
+        torch.tensor([fn.decoder.bos]),
+        [],
+        0.0,
+    )
     for _ in range(fn.max_length):
         log_p = fn.decoder.step(state, previous)[0].log_softmax(-1)[0]
         state = fn.decoder.step(state, previous)[1]
@@ -88,7 +95,7 @@ def greedy(program, question):
     return program.codec.decode(out), total
 
 
-@pytest.mark.parametrize("decoder", ["gru", "transformer"])
+@pytest.mark.parametrize("decoder", DECODERS)
 def test_beam_one_is_greedy(decoder, float64):
     program = tiny_seq2seq(decoder, max_length=6)
     questions = ["ab", "b", "", "abba"]
@@ -193,11 +200,13 @@ def test_beam_size_must_be_positive():
         beam_search(tiny_seq2seq("gru"), ["a"], beam_size=0)
 
 
-@pytest.mark.parametrize("decoder_class", [GRUDecoder, TransformerDecoder])
+@pytest.mark.parametrize("kind", DECODERS)
 @torch.no_grad()
-def test_reorder_state_commutes_with_step(decoder_class):
-    decoder = decoder_class(vocab_size=5, context_dim=3, hidden_dim=16)
-    state = decoder.init_state(torch.randn(3, 3))
+def test_reorder_state_commutes_with_step(kind):
+    decoder = make_decoder(kind, vocab_size=5, context_dim=3, hidden_dim=16, memory_dim=6)
+    # Three rows over two questions' memories (row n reads memory n % 2), as for particles x questions.
+    memory = Memory(torch.randn(2, 4, 6), torch.tensor([[True] * 4, [True, True, False, False]]))
+    state = decoder.init_state(torch.randn(3, 3), **({"memory": memory} if kind == "attention" else {}))
     for token in ([decoder.bos] * 3, [0, 1, 2]):
         _, state = decoder.step(state, torch.tensor(token))
     index, previous = torch.tensor([2, 0, 0, 1]), torch.tensor([4, 1, 3])

@@ -6,7 +6,7 @@ import torch
 from retro.errors import RetroError
 from retro.humans import make_human
 from retro.inference import AmortizedGuide, exact, summarize
-from retro.inference.train import TrainConfig, elbo_loss, train
+from retro.inference.train import COSINE_FINAL_FRACTION, TrainConfig, elbo_loss, learning_rate_at, train
 from retro.models import make_imitator
 
 
@@ -68,9 +68,10 @@ def _latent_run():
     return imitator, AmortizedGuide(imitator, hidden_dim=16)
 
 
-def test_resuming_a_saved_state_continues_the_run_exactly(data, tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resuming_a_saved_state_continues_the_run_exactly(data, tmp_path, schedule):
     """Stop at step 6 (state written to disk and read back), resume to step 12: the same parameters, history and
-    best as an uninterrupted 12-step run, to the bit (same minibatches and random draws)."""
+    best as an uninterrupted 12-step run, to the bit (same minibatches, random draws and step sizes)."""
     from retro.inference.train_state import load_train_state, save_train_state
 
     (questions, answers), heldout = data
@@ -82,6 +83,7 @@ def test_resuming_a_saved_state_continues_the_run_exactly(data, tmp_path):
         eval_answers=8,
         progress=False,
         checkpoint_every=6,
+        lr_schedule=schedule,
     )
     imitator, guide = _latent_run()
     states = []
@@ -112,3 +114,14 @@ def test_early_stopping_after_patience_evaluations(data):
     )
     report = train(imitator, questions, answers, heldout=heldout, config=config)
     assert report.stopped_early and report.steps == 15 and report.best_step == 5
+
+
+def test_cosine_schedule_falls_from_the_peak_to_its_floor():
+    config = TrainConfig(steps=101, learning_rate=1e-2, lr_schedule="cosine")
+    rates = [learning_rate_at(config, step) for step in range(1, 102)]
+    assert rates[0] == pytest.approx(1e-2) and rates[-1] == pytest.approx(COSINE_FINAL_FRACTION * 1e-2)
+    assert rates[50] == pytest.approx((1 + COSINE_FINAL_FRACTION) / 2 * 1e-2)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert learning_rate_at(TrainConfig(steps=101, learning_rate=1e-2), 70) == 1e-2
+    with pytest.raises(RetroError, match="lr_schedule must be one of constant, cosine"):
+        TrainConfig(lr_schedule="linear")

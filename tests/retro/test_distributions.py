@@ -3,8 +3,20 @@ import itertools
 import pytest
 import torch
 
-from retro.distributions import StringDistribution
-from retro.nets import GRUDecoder, TransformerDecoder
+from retro.distributions import Memory, StringDistribution
+from retro.nets import DECODERS, GRUDecoder, make_decoder
+
+
+def string_distribution(kind, vocab_size, context, max_length, **options):
+    """A distribution with a ``kind`` decoder; an attention one gets a memory of 3 positions per context row
+    (its last position masked), shared across any leading sample dims."""
+    decoder = make_decoder(kind, vocab_size, context.shape[-1], hidden_dim=16, memory_dim=6).to(context.dtype)
+    memory = None
+    if kind == "attention":
+        states = torch.randn(context.shape[:-1] + (3, 6), dtype=context.dtype)
+        mask = torch.tensor([True, True, False]).expand(context.shape[:-1] + (3,))
+        memory = Memory(states, mask)
+    return StringDistribution(decoder, context, max_length, vocab_size - 1, memory=memory, **options)
 
 
 def every_string(num_symbols, max_length, eos):
@@ -15,21 +27,18 @@ def every_string(num_symbols, max_length, eos):
     return tokens
 
 
-@pytest.mark.parametrize("decoder_class", [GRUDecoder, TransformerDecoder])
+@pytest.mark.parametrize("kind", DECODERS)
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
-def test_normalized_over_every_string(decoder_class, temperature, float64):
-    decoder = decoder_class(vocab_size=4, context_dim=5, hidden_dim=16)
-    context = torch.randn(3, 5)
-    dist = StringDistribution(decoder, context, max_length=4, eos=3, temperature=temperature)
+def test_normalized_over_every_string(kind, temperature, float64):
+    dist = string_distribution(kind, 4, torch.randn(3, 5), max_length=4, temperature=temperature)
     total = dist.log_prob(every_string(3, 4, 3)[:, None, :]).exp().sum(0)
     assert torch.allclose(total, torch.ones(3), atol=1e-6)
 
 
-@pytest.mark.parametrize("decoder_class", [GRUDecoder, TransformerDecoder])
-def test_cached_sampling_agrees_with_teacher_forcing(decoder_class, float64):
+@pytest.mark.parametrize("kind", DECODERS)
+def test_cached_sampling_agrees_with_teacher_forcing(kind, float64):
     """Frequencies of ancestral samples (cached state) match exp(log_prob) (teacher forcing), 4-sigma bands."""
-    decoder = decoder_class(vocab_size=3, context_dim=2, hidden_dim=8)
-    dist = StringDistribution(decoder, torch.randn(2), max_length=3, eos=2)
+    dist = string_distribution(kind, 3, torch.randn(2), max_length=3)
     n = 20000
     samples = dist.sample(torch.Size([n]))
     strings = every_string(2, 3, 2)
@@ -50,6 +59,20 @@ def test_any_batch_shape_and_narrow_values(float64):
     assert torch.allclose(one.log_prob(x[3, 1]), lp[3, 1])
     narrow = x[..., : int((x != 4).sum(-1).max()) + 1]  # padding width does not matter
     assert torch.allclose(dist.log_prob(narrow), lp)
+
+
+def test_memory_is_shared_across_particles_not_copied(float64):
+    """Particles x questions reading one memory per question score as each (particle, question) row alone."""
+    dist = string_distribution("attention", 5, torch.randn(4, 3), max_length=6)
+    contexts = torch.randn(7, 4, 3)  # particles x questions, e.g. a latent code per particle
+    per_particle = StringDistribution(dist.decoder, contexts, 6, 4, memory=dist.memory)
+    x = per_particle.sample()
+    lp = per_particle.log_prob(x)
+    assert per_particle.decoder_inputs()[1]["memory"].states.shape == (4, 3, 6)  # not 28 rows
+    for k, b in ((0, 0), (3, 1), (6, 3)):
+        row_memory = Memory(dist.memory.states[b : b + 1], dist.memory.mask[b : b + 1])
+        one = StringDistribution(dist.decoder, contexts[k, b : b + 1], 6, 4, memory=row_memory)
+        assert torch.allclose(one.log_prob(x[k, b]), lp[k, b])
 
 
 def test_strings_longer_than_max_length_have_zero_probability():
