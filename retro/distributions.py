@@ -110,6 +110,12 @@ class StringDistribution(TorchDistribution):
             self.decoder, context, self.max_length, self.eos, self.temperature, memory=self.memory
         )
 
+    def with_temperature(self, temperature: float) -> StringDistribution:
+        """The same distribution at another ``temperature``."""
+        return StringDistribution(
+            self.decoder, self.context, self.max_length, self.eos, temperature, memory=self.memory
+        )
+
     def decoder_inputs(self, shape: torch.Size | None = None) -> tuple[torch.Tensor, dict[str, Any]]:
         """(context ``[N, C]`` of the batch ``shape`` flattened, the decoder's extra keyword arguments)."""
         shape = self.batch_shape if shape is None else torch.Size(shape)

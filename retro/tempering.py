@@ -36,14 +36,14 @@ class _AnswerTemperature(Messenger):
             raise RetroError(
                 f"temperature needs the answer site to be a StringDistribution, got {type(fn).__name__}"
             )
-        msg["fn"] = StringDistribution(fn.decoder, fn.context, fn.max_length, fn.eos, self.temperature)
+        msg["fn"] = fn.with_temperature(self.temperature)
 
 
 class TemperedProgram(StringProgram):
     """``program`` with its answer distribution at ``temperature`` (see :func:`tempered`)."""
 
     def __init__(self, program: StringProgram, temperature: float):
-        super().__init__(program.codec, program.max_length)
+        super().__init__(program.codec, program.max_length, program.question_codec)
         if not temperature > 0:
             raise RetroError(f"temperature must be > 0, got {temperature}")
         self.program, self.temperature = program, float(temperature)

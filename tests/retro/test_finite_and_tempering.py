@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 import torch
 
+from programs import tiny_program
 from retro.errors import RetroError
 from retro.finite import FiniteProgram
 from retro.humans import make_human
@@ -52,6 +53,19 @@ def test_tempered_program_is_normalized_and_sharpens(float64):
         tempered(human, 0.0)
     with pytest.raises(RetroError, match="StringDistribution"):
         tempered(FiniteProgram(lambda q: [("a", 0.0)], codec, 2), 2.0).sample(["a"])
+
+
+def test_tempered_attention_imitator_keeps_its_memory_and_codecs(float64):
+    """An imitator with an attention decoder and its own question codec stays a normalized law when tempered."""
+    program, questions = tiny_program("seq2seq[attention]")
+    program.double()
+    cold = tempered(program, 0.5)
+    assert cold.question_codec == program.question_codec != cold.codec
+    strings = [program.codec.decode(s) for n in range(4) for s in itertools.product(range(2), repeat=n)]
+    for question in questions:
+        log_p = torch.tensor([r.log_prob for r in exact(cold, [question] * len(strings), strings)])
+        assert float(log_p.exp().sum()) == pytest.approx(1.0, abs=1e-9)
+    assert len(cold.sample(questions, num_samples=2)) == 2
 
 
 def test_verifier_errors_name_the_verifier_and_the_pair():
