@@ -173,6 +173,8 @@ def train(
     ``config.checkpoint_every`` steps and at the end; ``resume`` continues from such a state exactly (same
     minibatches and random draws as a run that never stopped). A non-finite loss stops training with a
     :class:`~retro.errors.RetroError` before any parameter is changed by it.
+
+    Steps run in training mode (dropout on), evaluations in eval mode; the modules are left in eval mode.
     """
     if len(questions) != len(answers) or not answers:
         raise RetroError(f"need as many questions as answers (>0), got {len(questions)} and {len(answers)}")
@@ -245,6 +247,7 @@ def train(
 
     def evaluate(step: int) -> None:
         nonlocal best_parameters, waited
+        _set_training(modules, False)  # dropout off: held-out scores are of the model, not of a thinned one
         seconds = round(seconds_before + time.monotonic() - start, 2)
         row: dict[str, Any] = {"step": step, "seconds": seconds, "loss": running}
         row.update(getattr(objective, "last", {}))
@@ -269,8 +272,10 @@ def train(
             loss=f"{running:.3f}" if running is not None else "-",
             heldout=f"{row.get('heldout_log_prob', float('nan')):.3f}",
         )
+        _set_training(modules, True)
 
     step = first_step - 1
+    _set_training(modules, True)
     for step in range(first_step, config.steps + 1):
         if cursor + config.batch_size > len(order):
             order, cursor = torch.randperm(len(answers)), 0
@@ -280,6 +285,7 @@ def train(
         loss = objective(q_batch, a_batch)
         if not torch.isfinite(loss):
             bar.close()
+            _set_training(modules, False)
             raise RetroError(
                 f"training stopped at step {step}: the loss is {loss.item()} "
                 "(the best parameters so far and the last checkpoint are kept)"
@@ -305,9 +311,16 @@ def train(
     if on_checkpoint is not None:
         on_checkpoint(snapshot(step))
     bar.close()
+    _set_training(modules, False)
     _load_parameters(modules, best_parameters)
     report.steps, report.seconds = step, seconds_before + time.monotonic() - start
     return report
+
+
+def _set_training(modules: dict[str, torch.nn.Module | None], mode: bool) -> None:
+    for module in modules.values():
+        if module is not None:
+            module.train(mode)
 
 
 def _parameters(modules: dict[str, torch.nn.Module | None]) -> dict[str, torch.Tensor]:

@@ -64,7 +64,7 @@ def load_trained(directory: str | os.PathLike, device: str | torch.device = "cpu
     except (KeyError, TypeError, RuntimeError, RetroError) as e:
         message = str(e).splitlines()[0]
         raise CheckpointError(f"checkpoint {str(directory)!r} does not match its config: {message}") from None
-    imitator.to(device)
+    imitator.to(device).eval()  # eval mode: no dropout when it is scored or sampled
     if guide is not None:
-        guide.to(device)
+        guide.to(device).eval()
     return TrainedImitator(imitator, guide, config.get("info", {}))

@@ -28,6 +28,7 @@ class LatentSeq2Seq(Seq2Seq):
         decoder: str = "gru",
         latent_dim: int = 8,
         question_codec: Codec | None = None,
+        dropout: float = 0.0,
     ):
         super().__init__(
             codec,
@@ -36,8 +37,9 @@ class LatentSeq2Seq(Seq2Seq):
             decoder,
             extra_context_dim=latent_dim,
             question_codec=question_codec,
+            dropout=dropout,
         )
-        self.remember_config(hidden_dim=hidden_dim, decoder=decoder, latent_dim=latent_dim)
+        self.remember_config(hidden_dim=hidden_dim, decoder=decoder, latent_dim=latent_dim, dropout=dropout)
         self.latent_dim = latent_dim
 
     def model(self, questions: StringBatch, answers: StringBatch | None = None) -> torch.Tensor:

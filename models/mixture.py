@@ -29,12 +29,23 @@ class MixtureSeq2Seq(Seq2Seq):
         num_styles: int = 4,
         style_dim: int = 16,
         question_codec: Codec | None = None,
+        dropout: float = 0.0,
     ):
         super().__init__(
-            codec, max_length, hidden_dim, decoder, extra_context_dim=style_dim, question_codec=question_codec
+            codec,
+            max_length,
+            hidden_dim,
+            decoder,
+            extra_context_dim=style_dim,
+            question_codec=question_codec,
+            dropout=dropout,
         )
         self.remember_config(
-            hidden_dim=hidden_dim, decoder=decoder, num_styles=num_styles, style_dim=style_dim
+            hidden_dim=hidden_dim,
+            decoder=decoder,
+            num_styles=num_styles,
+            style_dim=style_dim,
+            dropout=dropout,
         )
         self.style_logits = nn.Linear(self.encoder.output_dim, num_styles)
         self.style_embedding = nn.Embedding(num_styles, style_dim)

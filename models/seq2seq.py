@@ -7,6 +7,7 @@ from typing import NamedTuple
 import torch
 
 from retro.distributions import Memory, StringDistribution
+from retro.errors import RetroError
 from retro.models.base import Imitator
 from retro.nets import StringEncoder, make_decoder
 from retro.text import Codec, StringBatch
@@ -26,7 +27,7 @@ class Seq2Seq(Imitator):
 
     Question encoder (bidirectional GRU) -> context -> decoder over answers: ``"gru"`` (the question as one
     vector), ``"attention"`` (also attends to the encoder's state at every character of the question) or
-    ``"transformer"``.
+    ``"transformer"``. ``dropout`` regularizes encoder and decoder during training (see :class:`retro.nets.GRUDecoder`).
 
     Subclasses add latent variables by passing ``extra_context_dim`` and calling :meth:`answer_distribution`
     with a latent code that broadcasts against the question code.
@@ -42,16 +43,20 @@ class Seq2Seq(Imitator):
         decoder: str = "gru",
         extra_context_dim: int = 0,
         question_codec: Codec | None = None,
+        dropout: float = 0.0,
     ):
         super().__init__(codec, max_length, question_codec)
-        self.remember_config(hidden_dim=hidden_dim, decoder=decoder)
-        self.encoder = StringEncoder(self.question_codec.vocab_size, hidden_dim // 2)
+        if not 0.0 <= dropout < 1.0:
+            raise RetroError(f"dropout must be in [0, 1), got {dropout}")
+        self.remember_config(hidden_dim=hidden_dim, decoder=decoder, dropout=dropout)
+        self.encoder = StringEncoder(self.question_codec.vocab_size, hidden_dim // 2, dropout=dropout)
         self.decoder = make_decoder(
             decoder,
             self.codec.vocab_size,
             self.encoder.output_dim + extra_context_dim,
             hidden_dim,
             memory_dim=self.encoder.output_dim,
+            dropout=dropout,
         )
         self.attends = decoder == "attention"
 

@@ -28,12 +28,24 @@ __all__ = [
 
 
 class GRUDecoder(nn.Module):
-    """GRU language model conditioned on a context vector (initial state and, every step, the input)."""
+    """GRU language model conditioned on a context vector (initial state and, every step, the input).
 
-    def __init__(self, vocab_size: int, context_dim: int, hidden_dim: int = 128, embed_dim: int = 32):
+    ``dropout`` (here as in the other decoders and the encoder) acts in training mode only, on the GRUs' inputs and
+    outputs; :func:`retro.inference.train.train` runs its steps in training mode and leaves the modules in eval
+    mode."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        context_dim: int,
+        hidden_dim: int = 128,
+        embed_dim: int = 32,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.vocab_size = vocab_size
         self.bos = vocab_size  # one extra input id
+        self.dropout = nn.Dropout(dropout)
         self.embed = nn.Embedding(vocab_size + 1, embed_dim)
         self.context_in = nn.Linear(context_dim, embed_dim)
         self.context_h0 = nn.Linear(context_dim, hidden_dim)
@@ -41,13 +53,13 @@ class GRUDecoder(nn.Module):
         self.out = nn.Linear(hidden_dim, vocab_size)
 
     def _inputs(self, context: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.embed(previous) + self.context_in(context).unsqueeze(-2))
+        return self.dropout(torch.relu(self.embed(previous) + self.context_in(context).unsqueeze(-2)))
 
     def forward(self, context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         bos = torch.full_like(tokens[:, :1], self.bos)
         previous = torch.cat([bos, tokens[:, :-1]], dim=1)
         hidden, _ = self.gru(self._inputs(context, previous), self.init_state(context)[0])
-        return self.out(hidden)
+        return self.out(self.dropout(hidden))
 
     def init_state(self, context: torch.Tensor):
         return (torch.tanh(self.context_h0(context)).unsqueeze(0), context)
@@ -56,7 +68,7 @@ class GRUDecoder(nn.Module):
         h, context = state
         x = self._inputs(context, previous[:, None])
         out, h = self.gru(x, h)
-        return self.out(out[:, 0]), (h, context)
+        return self.out(self.dropout(out[:, 0])), (h, context)
 
     def reorder_state(self, state, index: torch.Tensor):
         """The state of rows ``index`` (e.g. the parents of a beam's hypotheses)."""
@@ -82,11 +94,18 @@ class AttentionGRUDecoder(nn.Module):
     """
 
     def __init__(
-        self, vocab_size: int, context_dim: int, memory_dim: int, hidden_dim: int = 128, embed_dim: int = 32
+        self,
+        vocab_size: int,
+        context_dim: int,
+        memory_dim: int,
+        hidden_dim: int = 128,
+        embed_dim: int = 32,
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.vocab_size = vocab_size
         self.bos = vocab_size
+        self.dropout = nn.Dropout(dropout)
         self.embed = nn.Embedding(vocab_size + 1, embed_dim)
         self.context_in = nn.Linear(context_dim, embed_dim)
         self.context_h0 = nn.Linear(context_dim, 2 * hidden_dim)
@@ -99,7 +118,7 @@ class AttentionGRUDecoder(nn.Module):
         self.scale = 1.0 / math.sqrt(hidden_dim)
 
     def _inputs(self, context: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.embed(previous) + self.context_in(context).unsqueeze(-2))
+        return self.dropout(torch.relu(self.embed(previous) + self.context_in(context).unsqueeze(-2)))
 
     def _initial_hidden(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lower, upper = torch.tanh(self.context_h0(context)).unsqueeze(0).chunk(2, dim=-1)
@@ -120,9 +139,10 @@ class AttentionGRUDecoder(nn.Module):
         previous = torch.cat([bos, tokens[:, :-1]], dim=1)
         h_lower, h_upper = self._initial_hidden(context)
         lower, _ = self.lower(self._inputs(context, previous), h_lower)
+        lower = self.dropout(lower)
         attended = self._attend(lower, self.key(memory.states), self.value(memory.states), memory.mask)
         upper, _ = self.upper(torch.cat([lower, attended], dim=-1), h_upper)
-        return self.out(torch.cat([upper, attended], dim=-1))
+        return self.out(self.dropout(torch.cat([upper, attended], dim=-1)))
 
     def init_state(self, context: torch.Tensor, memory: Memory):
         rows = torch.arange(context.shape[0], device=context.device) % memory.states.shape[0]
@@ -134,9 +154,10 @@ class AttentionGRUDecoder(nn.Module):
     def step(self, state, previous: torch.Tensor):
         h_lower, h_upper, context, keys, values, mask = state
         lower, h_lower = self.lower(self._inputs(context, previous[:, None]), h_lower)
+        lower = self.dropout(lower)
         attended = self._attend(lower, keys, values, mask)
         upper, h_upper = self.upper(torch.cat([lower, attended], dim=-1), h_upper)
-        logits = self.out(torch.cat([upper[:, 0], attended[:, 0]], dim=-1))
+        logits = self.out(self.dropout(torch.cat([upper[:, 0], attended[:, 0]], dim=-1)))
         return logits, (h_lower, h_upper, context, keys, values, mask)
 
     def reorder_state(self, state, index: torch.Tensor):
@@ -152,9 +173,10 @@ class AttentionGRUDecoder(nn.Module):
 class _CachedSelfAttentionBlock(nn.Module):
     """Pre-LayerNorm causal Transformer block whose keys/values can be cached for step-by-step decoding."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
         super().__init__()
         self.heads = heads
+        self.dropout = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -175,8 +197,8 @@ class _CachedSelfAttentionBlock(nn.Module):
         else:
             attn = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
         n, _, t, _ = attn.shape
-        x = x + self.proj(attn.transpose(1, 2).reshape(n, t, -1))
-        x = x + self.mlp(self.norm2(x))
+        x = x + self.dropout(self.proj(attn.transpose(1, 2).reshape(n, t, -1)))
+        x = x + self.dropout(self.mlp(self.norm2(x)))
         return x, (k, v)
 
 
@@ -191,6 +213,7 @@ class TransformerDecoder(nn.Module):
         layers: int = 2,
         heads: int = 4,
         max_positions: int = 512,
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.vocab_size = vocab_size
@@ -198,7 +221,9 @@ class TransformerDecoder(nn.Module):
         self.embed = nn.Embedding(vocab_size + 1, hidden_dim)
         self.position = nn.Embedding(max_positions, hidden_dim)
         self.context_in = nn.Linear(context_dim, hidden_dim)
-        self.blocks = nn.ModuleList(_CachedSelfAttentionBlock(hidden_dim, heads) for _ in range(layers))
+        self.blocks = nn.ModuleList(
+            _CachedSelfAttentionBlock(hidden_dim, heads, dropout) for _ in range(layers)
+        )
         self.norm = nn.LayerNorm(hidden_dim)
         self.out = nn.Linear(hidden_dim, vocab_size)
         self.scale = math.sqrt(hidden_dim)
@@ -240,35 +265,41 @@ DECODERS = ("gru", "attention", "transformer")
 
 
 def make_decoder(
-    kind: str, vocab_size: int, context_dim: int, hidden_dim: int, memory_dim: int = 0
+    kind: str,
+    vocab_size: int,
+    context_dim: int,
+    hidden_dim: int,
+    memory_dim: int = 0,
+    dropout: float = 0.0,
 ) -> nn.Module:
     """Build a decoder by name (one of :data:`DECODERS`); ``memory_dim`` is for ``"attention"``."""
     if kind == "gru":
-        return GRUDecoder(vocab_size, context_dim, hidden_dim)
+        return GRUDecoder(vocab_size, context_dim, hidden_dim, dropout=dropout)
     if kind == "attention":
-        return AttentionGRUDecoder(vocab_size, context_dim, memory_dim, hidden_dim)
+        return AttentionGRUDecoder(vocab_size, context_dim, memory_dim, hidden_dim, dropout=dropout)
     if kind == "transformer":
-        return TransformerDecoder(vocab_size, context_dim, hidden_dim)
+        return TransformerDecoder(vocab_size, context_dim, hidden_dim, dropout=dropout)
     raise ValueError(f"unknown decoder {kind!r}: expected one of {', '.join(map(repr, DECODERS))}")
 
 
 class StringEncoder(nn.Module):
     """Bidirectional GRU over a padded string batch -> one vector per string (final states of both directions)."""
 
-    def __init__(self, vocab_size: int, hidden_dim: int = 128, embed_dim: int = 32):
+    def __init__(self, vocab_size: int, hidden_dim: int = 128, embed_dim: int = 32, dropout: float = 0.0):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True, bidirectional=True)
         self.output_dim = 2 * hidden_dim
+        self.dropout = nn.Dropout(dropout)
 
     def _run(self, batch: StringBatch):
         # Encode each string with its EOS so the empty string has a state too.
         lengths = (batch.lengths + 1).clamp(max=batch.width)
         packed = pack_padded_sequence(
-            self.embed(batch.tokens), lengths.cpu(), batch_first=True, enforce_sorted=False
+            self.dropout(self.embed(batch.tokens)), lengths.cpu(), batch_first=True, enforce_sorted=False
         )
         out, h = self.gru(packed)  # h: [2, N, H]
-        return out, torch.cat([h[0], h[1]], dim=-1), lengths
+        return out, self.dropout(torch.cat([h[0], h[1]], dim=-1)), lengths
 
     def forward(self, batch: StringBatch) -> torch.Tensor:
         return self._run(batch)[1]
@@ -277,5 +308,6 @@ class StringEncoder(nn.Module):
         """(one vector per string ``[N, 2H]``, the states at every position (EOS included) as a memory)."""
         out, summary, lengths = self._run(batch)
         states, _ = pad_packed_sequence(out, batch_first=True, total_length=batch.width)
+        states = self.dropout(states)
         mask = torch.arange(batch.width, device=lengths.device) < lengths[:, None]
         return summary, Memory(states, mask)

@@ -73,6 +73,12 @@ def register(subparsers) -> None:
         "transformer (default gru)",
     )
     p.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="dropout rate in the imitator's encoder and decoder during training steps (default 0)",
+    )
+    p.add_argument(
         "--codec",
         choices=("auto", "bytes"),
         default="auto",
@@ -134,6 +140,7 @@ SETTINGS = (  # what a resumed run takes from the saved one
     "latent_dim",
     "num_styles",
     "decoder",
+    "dropout",
     "codec",
     "objective",
     "adversarial_weight",
@@ -221,6 +228,7 @@ def run(args) -> int:
             max_length=args.max_length,
             hidden_dim=args.hidden_dim,
             decoder=args.decoder,
+            dropout=args.dropout or 0.0,
             **extra,
         )
     except TypeError as e:

@@ -125,3 +125,23 @@ def test_cosine_schedule_falls_from_the_peak_to_its_floor():
     assert learning_rate_at(TrainConfig(steps=101, learning_rate=1e-2), 70) == 1e-2
     with pytest.raises(RetroError, match="lr_schedule must be one of constant, cosine"):
         TrainConfig(lr_schedule="linear")
+
+
+def test_dropout_acts_in_training_steps_only(data):
+    """Steps run with dropout (training mode); evaluations and the trained model score deterministically."""
+    (questions, answers), heldout = data
+    torch.manual_seed(0)
+    imitator = make_imitator("seq2seq", max_length=16, hidden_dim=32, decoder="attention", dropout=0.5)
+    q, a = heldout[0][:5], heldout[1][:5]
+    thinned = [r.log_prob for r in exact(imitator, q, a)]
+    assert thinned != [r.log_prob for r in exact(imitator, q, a)]  # training mode: a new mask per call
+    config = TrainConfig(steps=30, batch_size=16, eval_every=10, eval_answers=20, progress=False)
+    report = train(imitator, questions, answers, heldout=heldout, config=config)
+    assert not imitator.training and not any(m.training for m in imitator.modules())
+    assert [r.log_prob for r in exact(imitator, q, a)] == [r.log_prob for r in exact(imitator, q, a)]
+    # The best evaluation scored the restored parameters in eval mode: scoring them again gives its value.
+    best = next(row for row in report.history if row["step"] == report.best_step)
+    heldout_mean = summarize(exact(imitator, heldout[0][:20], heldout[1][:20])).log_prob_mean
+    assert heldout_mean == pytest.approx(best["heldout_log_prob"], abs=1e-5)
+    with pytest.raises(RetroError, match=r"dropout must be in \[0, 1\), got 1.0"):
+        make_imitator("seq2seq", dropout=1.0)
