@@ -91,6 +91,7 @@ class AttentionGRUDecoder(nn.Module):
         memory_dim: width of the memory states.
         hidden_dim: width of both GRUs and of the attention.
         embed_dim: width of the token embedding.
+        dropout: rate on the GRUs' inputs and outputs, in training mode only.
     """
 
     def __init__(
