@@ -104,12 +104,9 @@ def _torch(setting: Setting, steps: int, batch: int, seed: int) -> float:
         loc, raw_scale = guide.heads["z"](h).chunk(2, dim=-1)
         scale = F.softplus(raw_scale) + 1e-4
         z = loc + scale * torch.randn_like(loc)
-        if setting.decoder == "attention":
-            summary, memory = imitator.encoder.encode(q)
-            extra = {"memory": memory}
-        else:
-            summary, extra = imitator.encoder(q), {}
-        context = torch.cat([summary, z], -1)
+        code = imitator.encode(q)  # the question's summary, and its states for the attention decoder
+        extra = {} if code.memory is None else {"memory": code.memory}
+        context = torch.cat([code.summary, z], -1)
         steps_ = min(int(a.lengths.max()) + 1, max_length, a.tokens.shape[1])
         tokens = a.tokens[:, :steps_]
         picked = (
@@ -145,8 +142,7 @@ def main(argv=None) -> int:
         args.steps, args.batch, args.hidden, args.repeats = 3, 8, 32, 1
     torch.set_num_threads(args.threads)
     spec, questions, answers = _data(2000)
-    max_length = 32 if codecs_for(spec) else 70
-    setting = Setting(spec, questions, answers, max_length, args.hidden, args.latent, args.decoder)
+    setting = Setting(spec, questions, answers, 32, args.hidden, args.latent, args.decoder)
     methods = {"retro": _retro, "torch": _torch}
     best = best_of_rounds(
         {

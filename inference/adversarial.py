@@ -63,6 +63,10 @@ class AdversarialObjective(nn.Module):
         samples_per_question: int = 4,
     ):
         super().__init__()
+        if any(isinstance(m, torch.nn.Dropout) and m.p > 0 for m in imitator.modules()):
+            # A sample drawn step by step and its teacher-forced log p would see different dropout masks, so the
+            # score-function gradient would be for another distribution than the one sampled.
+            raise RetroError("adversarial training needs an imitator without dropout (give dropout=0)")
         self.imitator, self.discriminator, self.guide = imitator, discriminator, guide
         self.adversarial_weight, self.retrodiction_weight = adversarial_weight, retrodiction_weight
         self.elbo = elbo_loss(imitator, guide) if (guide is not None or retrodiction_weight > 0) else None

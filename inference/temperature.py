@@ -55,8 +55,8 @@ def temperature_curve(
         raise RetroError(
             f"temperature curve: need as many questions as answers (>0), got {len(questions)}, {len(answers)}"
         )
-    if program.codec != human.codec:
-        raise RetroError("temperature curve: the imitator and the human must share a codec")
+    if program.codec != human.codec or program.question_codec != human.question_codec:
+        raise RetroError("temperature curve: the imitator and the human must share their codecs")
     q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
     model_sites = latent_sites(program, questions[:1], answers[:1])
     human_sites = latent_sites(human, questions[:1], answers[:1])

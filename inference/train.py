@@ -26,7 +26,15 @@ from retro.inference.results import summarize
 from retro.inference.train_state import TrainState
 from retro.program import StringProgram
 
-__all__ = ["TrainConfig", "TrainReport", "train", "elbo_loss"]
+__all__ = [
+    "TrainConfig",
+    "TrainReport",
+    "train",
+    "elbo_loss",
+    "learning_rate_at",
+    "LR_SCHEDULES",
+    "COSINE_FINAL_FRACTION",
+]
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -275,43 +283,43 @@ def train(
         _set_training(modules, True)
 
     step = first_step - 1
-    _set_training(modules, True)
-    for step in range(first_step, config.steps + 1):
-        if cursor + config.batch_size > len(order):
-            order, cursor = torch.randperm(len(answers)), 0
-        index = order[cursor : cursor + config.batch_size]
-        cursor += config.batch_size
-        q_batch, a_batch = q_all[index], a_all[index]
-        loss = objective(q_batch, a_batch)
-        if not torch.isfinite(loss):
-            bar.close()
-            _set_training(modules, False)
-            raise RetroError(
-                f"training stopped at step {step}: the loss is {loss.item()} "
-                "(the best parameters so far and the last checkpoint are kept)"
-            )
-        optimizer.zero_grad()
-        loss.backward()
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(config, step)
-        optimizer.step()
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-        bar.update(1)
-        if step % config.eval_every == 0:
+    try:  # whatever stops the run (an error, Ctrl-C), the modules end in eval mode: no dropout when scored
+        _set_training(modules, True)
+        for step in range(first_step, config.steps + 1):
+            if cursor + config.batch_size > len(order):
+                order, cursor = torch.randperm(len(answers)), 0
+            index = order[cursor : cursor + config.batch_size]
+            cursor += config.batch_size
+            q_batch, a_batch = q_all[index], a_all[index]
+            loss = objective(q_batch, a_batch)
+            if not torch.isfinite(loss):
+                raise RetroError(
+                    f"training stopped at step {step}: the loss is {loss.item()} "
+                    "(the best parameters so far and the last checkpoint are kept)"
+                )
+            optimizer.zero_grad()
+            loss.backward()
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(config, step)
+            optimizer.step()
+            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+            bar.update(1)
+            if step % config.eval_every == 0:
+                evaluate(step)
+            if on_checkpoint is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
+                on_checkpoint(snapshot(step))
+            if config.patience is not None and retrodiction and waited >= config.patience:
+                report.stopped_early = True
+                break
+            if time.monotonic() > deadline:
+                break
+        if not report.history or report.history[-1]["step"] != step:
             evaluate(step)
-        if on_checkpoint is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
+        if on_checkpoint is not None:
             on_checkpoint(snapshot(step))
-        if config.patience is not None and retrodiction and waited >= config.patience:
-            report.stopped_early = True
-            break
-        if time.monotonic() > deadline:
-            break
-    if not report.history or report.history[-1]["step"] != step:
-        evaluate(step)
-    if on_checkpoint is not None:
-        on_checkpoint(snapshot(step))
-    bar.close()
-    _set_training(modules, False)
+    finally:
+        bar.close()
+        _set_training(modules, False)
     _load_parameters(modules, best_parameters)
     report.steps, report.seconds = step, seconds_before + time.monotonic() - start
     return report

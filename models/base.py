@@ -25,7 +25,7 @@ answer length depends on a latent "verbosity"):
     ...     name = "verbose-example"
     ...     def __init__(self, codec=None, max_length=16):
     ...         super().__init__(codec, max_length)
-    ...         self.encoder = StringEncoder(self.codec.vocab_size, 16)
+    ...         self.encoder = StringEncoder(self.question_codec.vocab_size, 16)
     ...         self.decoder = GRUDecoder(self.codec.vocab_size, 32 + 1, 16)
     ...     def model(self, questions, answers=None):
     ...         code = self.encoder(questions)                                  # [B, 32]

@@ -66,8 +66,16 @@ class Seq2Seq(Imitator):
             return QuestionCode(*self.encoder.encode(questions))
         return QuestionCode(self.encoder(questions), None)
 
-    def answer_distribution(self, question: QuestionCode, extra: torch.Tensor | None = None):
-        """Distribution of the answer given the question code and an optional latent code ``[..., B, E]``."""
+    def answer_distribution(self, question: QuestionCode | torch.Tensor, extra: torch.Tensor | None = None):
+        """Distribution of the answer given the question code (:meth:`encode`; a bare ``[B, H]`` summary serves a
+        decoder that does not attend) and an optional latent code ``[..., B, E]``."""
+        if isinstance(question, torch.Tensor):
+            if self.attends:
+                raise RetroError(
+                    f"{type(self).__name__}: the attention decoder needs the question's states: pass "
+                    "self.encode(questions), not a summary tensor"
+                )
+            question = QuestionCode(question, None)
         context = question.summary
         if extra is not None:
             shape = torch.broadcast_shapes(context.shape[:-1], extra.shape[:-1])

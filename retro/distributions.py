@@ -36,6 +36,8 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 
+from retro.errors import RetroError
+
 __all__ = ["StringDistribution", "Memory"]
 
 
@@ -59,7 +61,15 @@ class Memory(NamedTuple):
                 self.states.reshape((-1,) + self.states.shape[-2:]),
                 self.mask.reshape((-1,) + self.mask.shape[-1:]),
             )
-        states = self.states.expand(shape + self.states.shape[-2:]).reshape((-1,) + self.states.shape[-2:])
+        try:
+            states = self.states.expand(shape + self.states.shape[-2:]).reshape(
+                (-1,) + self.states.shape[-2:]
+            )
+        except RuntimeError:
+            raise RetroError(
+                f"memory of batch shape {tuple(self.states.shape[:-2])} does not broadcast to the strings' batch "
+                f"shape {tuple(shape)}"
+            ) from None
         return Memory(states, self.mask.expand(shape + self.mask.shape[-1:]).reshape(-1, self.mask.shape[-1]))
 
 

@@ -27,12 +27,17 @@ __all__ = [
 ]
 
 
+def _token_inputs(decoder: nn.Module, context: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """A GRU decoder's input at each position: the previous token's embedding plus the projected context."""
+    return decoder.dropout(torch.relu(decoder.embed(previous) + decoder.context_in(context).unsqueeze(-2)))
+
+
 class GRUDecoder(nn.Module):
     """GRU language model conditioned on a context vector (initial state and, every step, the input).
 
-    ``dropout`` (here as in the other decoders and the encoder) acts in training mode only, on the GRUs' inputs and
-    outputs; :func:`retro.inference.train.train` runs its steps in training mode and leaves the modules in eval
-    mode."""
+    ``dropout`` acts in training mode only (here on the GRU's inputs and outputs; in the other decoders and the
+    encoder likewise, on the Transformer's residual branches); :func:`retro.inference.train.train` runs its steps
+    in training mode and leaves the modules in eval mode."""
 
     def __init__(
         self,
@@ -52,8 +57,7 @@ class GRUDecoder(nn.Module):
         self.gru = nn.GRU(embed_dim, hidden_dim, batch_first=True)
         self.out = nn.Linear(hidden_dim, vocab_size)
 
-    def _inputs(self, context: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        return self.dropout(torch.relu(self.embed(previous) + self.context_in(context).unsqueeze(-2)))
+    _inputs = _token_inputs
 
     def forward(self, context: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         bos = torch.full_like(tokens[:, :1], self.bos)
@@ -118,8 +122,7 @@ class AttentionGRUDecoder(nn.Module):
         self.out = nn.Linear(2 * hidden_dim, vocab_size)
         self.scale = 1.0 / math.sqrt(hidden_dim)
 
-    def _inputs(self, context: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        return self.dropout(torch.relu(self.embed(previous) + self.context_in(context).unsqueeze(-2)))
+    _inputs = _token_inputs
 
     def _initial_hidden(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lower, upper = torch.tanh(self.context_h0(context)).unsqueeze(0).chunk(2, dim=-1)
@@ -277,6 +280,8 @@ def make_decoder(
     if kind == "gru":
         return GRUDecoder(vocab_size, context_dim, hidden_dim, dropout=dropout)
     if kind == "attention":
+        if memory_dim < 1:
+            raise ValueError(f"an attention decoder needs memory_dim >= 1, got {memory_dim}")
         return AttentionGRUDecoder(vocab_size, context_dim, memory_dim, hidden_dim, dropout=dropout)
     if kind == "transformer":
         return TransformerDecoder(vocab_size, context_dim, hidden_dim, dropout=dropout)

@@ -12,6 +12,7 @@ from retro.cli.common import add_seed, load_data, seed_everything
 from retro.data import split_pairs
 from retro.datasets import codecs_for
 from retro.errors import RetroError
+from retro.inference.train import COSINE_FINAL_FRACTION, LR_SCHEDULES
 from retro.nets import DECODERS
 
 DEFAULT_STEPS = 2000
@@ -55,10 +56,10 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=3e-3, help="Adam step size (the peak one under --lr-schedule)")
     p.add_argument(
         "--lr-schedule",
-        choices=("constant", "cosine"),
+        choices=LR_SCHEDULES,
         default="constant",
-        help="cosine: the step size falls along a half cosine to 2%% of --lr at --steps (give --steps that "
-        "--minutes lets the run reach)",
+        help=f"cosine: the step size falls along a half cosine to {COSINE_FINAL_FRACTION * 100:g}%% of --lr at --steps "
+        "(give --steps that --minutes lets the run reach)",
     )
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--max-length", type=int, default=32, help="longest answer in tokens (default 32)")

@@ -11,6 +11,7 @@ import torch
 from pyro import poutine
 
 from programs import PROGRAM_NAMES, CareImitator, tiny_program
+from retro.errors import RetroError
 from retro.humans import HUMANS
 from retro.inference import AmortizedGuide, elbo, exact, importance, latent_sites
 from retro.inference.exact import exact_log_prob
@@ -187,3 +188,14 @@ def test_save_load_round_trip(name, tmp_path):
     )
     assert [r.log_prob for r in before] == [r.log_prob for r in after]
     assert loaded.info == {"note": "test"}
+
+
+def test_answer_distribution_takes_a_summary_unless_the_decoder_attends():
+    """Subclasses written against the summary-tensor API keep working; an attention decoder asks for encode()."""
+    plain, questions = tiny_program("latent")
+    batch = plain.encode_questions(questions)
+    summary = plain.encode(batch).summary
+    assert plain.answer_distribution(summary, torch.zeros(2, 8)).batch_shape == (2,)
+    attending, _ = tiny_program("latent[attention]")
+    with pytest.raises(RetroError, match=r"pass self.encode\(questions\)"):
+        attending.answer_distribution(attending.encode(batch).summary, torch.zeros(2, 8))

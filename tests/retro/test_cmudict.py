@@ -79,11 +79,19 @@ def test_dataset_codecs_encode_every_pair_one_token_per_phoneme(splits):
         pairs = Pairs(questions, answers, [str(i) for i in range(len(answers))])
         pairs.validate(answer_codec, 32, question_codec)
         assert max(len(answer_codec.encode(a)) for a in answers) <= 32
+
+
+def test_dataset_codecs_need_no_package():
+    answer_codec, question_codec = codecs_for("builtin:cmudict-g2p:test")
     assert answer_codec.encode("EH R AH N Z") == [
         cmudict_g2p.PHONEMES.index(p) for p in "EH R AH N Z".split()
     ]
     assert question_codec.decode(question_codec.encode("aaron's")) == "aaron's"
     assert codecs_for("human:typist") is None and codecs_for("pairs.jsonl") is None
+    with pytest.raises(RetroError, match=r"line 2: question: character 'X' at position 0"):
+        Pairs(["ab", "Xy"], ["AH", "EH"], ["line 1", "line 2"]).validate(answer_codec, 8, question_codec)
+    with pytest.raises(RetroError, match=r"line 1: answer: symbol 'AX' \(number 1"):
+        Pairs(["ab"], ["AH AX"], ["line 1"]).validate(answer_codec, 8, question_codec)
 
 
 @needs_cmudict

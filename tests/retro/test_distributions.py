@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from retro.distributions import Memory, StringDistribution
+from retro.errors import RetroError
 from retro.nets import DECODERS, GRUDecoder, make_decoder
 
 
@@ -80,3 +81,24 @@ def test_strings_longer_than_max_length_have_zero_probability():
     dist = StringDistribution(decoder, torch.zeros(1), max_length=2, eos=2)
     assert dist.log_prob(torch.tensor([0, 1, 0, 2])).item() == float("-inf")
     assert torch.isfinite(dist.log_prob(torch.tensor([0, 1, 2, 2])))
+
+
+def test_memory_that_is_not_a_suffix_is_expanded_and_a_mismatch_is_named(float64):
+    """A memory varying along the particles (not a suffix of the batch) is expanded row by row; one that does not
+    broadcast is a one-line error naming both shapes."""
+    dist = string_distribution("attention", 5, torch.randn(2, 4, 3), max_length=5)  # memory [2, 4, 3, 6]
+    x = dist.sample()
+    per_particle = Memory(
+        dist.memory.states[:, :1], dist.memory.mask[:, :1]
+    )  # [2, 1]: varies along dim 0 only
+    spread = StringDistribution(dist.decoder, dist.context, 5, 4, memory=per_particle)
+    assert spread.decoder_inputs()[1]["memory"].states.shape == (8, 3, 6)
+    one = StringDistribution(
+        dist.decoder, dist.context[1, 2:3], 5, 4, memory=Memory(*(t[1, :1] for t in per_particle))
+    )
+    assert torch.allclose(one.log_prob(x[1, 2]), spread.log_prob(x)[1, 2])
+    wrong = StringDistribution(
+        dist.decoder, dist.context, 5, 4, memory=Memory(*(t[:, :3] for t in dist.memory))
+    )
+    with pytest.raises(RetroError, match=r"memory of batch shape \(2, 3\) does not broadcast to .* \(2, 4\)"):
+        wrong.log_prob(x)

