@@ -117,13 +117,14 @@ def _binomial_limit(share: float, n: int) -> float:
     return SIGMAS * math.sqrt(share * (1 - share) / n)
 
 
-def check(result: Calibration, default_budget: bool, miss: float = LOWER_BOUND_MISS) -> list[str]:
+def check(result: Calibration, default_budget: bool, delta: float | None = None) -> list[str]:
     """The calibration contract's failures (empty when it holds).
 
     ``"estimate"``: coverage 95% within 4 binomial standard errors; mean z^2 equal to 1 within 4 of its standard
     errors; at the default budget also ``|mean z| <= 4 / sqrt(n)`` (a bias small against the error bars).
-    ``"lower_bound"``: the share of intervals above the exact value at most ``miss`` (2.5%) plus 4 binomial
-    standard errors. Exact records pass.
+    ``"lower_bound"``: the share of intervals above the exact value at most 2.5% plus 4 binomial standard
+    errors; ``"certified"`` (bounds at confidence ``1 - delta``): the share above at most ``delta`` plus 4
+    binomial standard errors. Exact records pass.
     """
     n, failures = result.num_answers, []
     label = f"{result.method} at budget {result.budget} ({n} answers)"
@@ -140,7 +141,10 @@ def check(result: Calibration, default_budget: bool, miss: float = LOWER_BOUND_M
             failures.append(
                 f"{label}: mean z {result.mean_z:.3f}, expected |mean z| <= {SIGMAS / math.sqrt(n):.3f}"
             )
-    elif result.kind == "lower_bound":
+    elif result.kind in ("lower_bound", "certified"):
+        if result.kind == "certified" and delta is None:
+            raise ValueError("checking certified bounds needs their delta")
+        miss = LOWER_BOUND_MISS if result.kind == "lower_bound" else delta
         if result.above > miss + _binomial_limit(miss, n):
             failures.append(
                 f"{label}: {result.above:.3f} of the bounds sit above the exact value (at most {miss} "

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 __all__ = ["AnswerEstimate", "Kind", "Summary", "summarize"]
 
-Kind = Literal["exact", "lower_bound", "estimate"]
+Kind = Literal["exact", "lower_bound", "estimate", "certified"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class AnswerEstimate:
         khat: Pareto k-hat of the weights (PSIS); reliable when below :func:`~retro.inference.psis.khat_threshold`.
         num_particles: particles (or quadrature nodes / enumerated values) used.
         method: estimator name, e.g. ``"importance[guide]"``.
-        kind: ``"exact"``, ``"lower_bound"`` (in expectation) or ``"estimate"`` (consistent).
+        kind: ``"exact"``, ``"lower_bound"`` (in expectation), ``"estimate"`` (consistent) or ``"certified"`` (a
+            bound that holds with a stated probability, see :mod:`retro.inference.certify`).
     """
 
     question: str
