@@ -161,7 +161,7 @@ def resolve_method(method: str, has_guide: bool) -> tuple[Registration, str | No
     proposal = proposal or registration.default_proposal(has_guide)
     if registration.requires_guide(proposal) and not has_guide:
         label = f"{registration.name}[{proposal}]" if proposal else registration.name
-        raise RetroError(f"method {label!r} needs a trained guide; this model has none")
+        raise RetroError(f"method {label!r} needs a trained guide (this model has no trained guide)")
     return registration, proposal
 
 
