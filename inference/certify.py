@@ -23,15 +23,24 @@ valid for it (``max_groups=1``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
 import torch
 
 from retro.errors import RetroError
-from retro.inference.results import AnswerEstimate
+from retro.inference.results import AnswerEstimate, Estimate
 
-__all__ = ["certified_log_bounds", "certified_records", "group_counts", "PLAIN_SHARE", "MAX_GROUPS"]
+__all__ = [
+    "certified_log_bounds",
+    "certified_records",
+    "with_certified_bounds",
+    "check_delta",
+    "group_counts",
+    "PLAIN_SHARE",
+    "MAX_GROUPS",
+]
 
 PLAIN_SHARE = 0.8  # the share of delta spent on the plain (one group) Markov bound
 MAX_GROUPS = 64
@@ -97,3 +106,20 @@ def certified_records(
         AnswerEstimate(q, a, float(b), 0.0, nan, nan, num_particles, label, "certified")
         for q, a, b in zip(questions, answers, bounds)
     ]
+
+
+def with_certified_bounds(result: Estimate, delta: float, max_groups: int = MAX_GROUPS) -> Estimate:
+    """``result`` with ``info.certified``: certified bounds from its log weights, or, where no weights were drawn,
+    its own values when they are exact or a deterministic lower bound (they hold with probability 1)."""
+    delta = check_delta(delta)
+    records, info = result
+    if info.log_weights is not None:
+        questions, answers = [r.question for r in records], [r.answer for r in records]
+        certified = certified_records(info.log_weights, questions, answers, info.method, delta, max_groups)
+    else:
+        random = [r for r in records if not (r.kind in ("exact", "lower_bound") and r.stderr == 0)]
+        if random:
+            raise RetroError(f"certify: {random[0].method} keeps no weights to certify its estimates with")
+        label = f"+certify({delta:g})"
+        certified = [dataclasses.replace(r, method=r.method + label, kind="certified") for r in records]
+    return Estimate(records, dataclasses.replace(info, certified=certified))

@@ -63,6 +63,8 @@ class EstimateInfo:
         log_weights: ``Tensor[K, B]`` (float64, CPU) of log weights where weights were drawn, else ``None``.
         diagnostics: estimator-specific values, e.g. AIS's ``acceptance[B]``, ``step_sizes[T - 1, B]`` and
             ``num_steps``.
+        certified: with ``estimate(..., certify=delta)``, one record of kind ``"certified"`` per answer: a lower
+            bound on log p that holds with probability at least ``1 - delta`` (:mod:`retro.inference.certify`).
     """
 
     method: str
@@ -71,6 +73,7 @@ class EstimateInfo:
     seconds: float = float("nan")
     log_weights: torch.Tensor | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    certified: list[AnswerEstimate] | None = None
 
 
 class Estimate(NamedTuple):
