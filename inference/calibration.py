@@ -26,12 +26,19 @@ __all__ = [
     "COVERAGE",
     "LOWER_BOUND_MISS",
     "SIGMAS",
+    "Case",
+    "reference_cases",
+    "run_on_cases",
+    "wide_guide",
 ]
 
 COVERAGE = 0.95  # the share of |z| <= Z95 a calibrated standard error gives
 LOWER_BOUND_MISS = 0.025  # the share of lower bounds whose 95% interval may sit above the exact value
 SIGMAS = 4.0  # limits are this many of a statistic's own standard errors
 _Z95 = 1.959963984540054
+# Reference values by quadrature need far fewer nodes than exact's default (801) for these smooth integrands: the
+# trapezoid rule over +-9 prior sds at 201 nodes agrees with 801 to 1e-9 nats here (tests/inference/test_calibration).
+QUADRATURE_NODES = 201
 
 
 @dataclass(frozen=True)
@@ -151,3 +158,105 @@ def check(result: Calibration, default_budget: bool, delta: float | None = None)
                 f"+ {_binomial_limit(miss, n):.3f})"
             )
     return failures
+
+
+@dataclass(frozen=True)
+class Case:
+    """A program with exact log p, answers to score, their exact values and a guide for guided estimators."""
+
+    name: str
+    program: object
+    guide: object
+    questions: list[str]
+    answers: list[str]
+    exact: np.ndarray
+
+
+def wide_guide(program, example: tuple[Sequence[str], Sequence[str]], scale: float = 1.5):
+    """An :class:`~retro.inference.guides.AmortizedGuide` that ignores its inputs: Normal latents ~ N(0, scale^2),
+    discrete ones uniform. Wider than the standard Normal priors of the built-in programs, so its importance
+    weights have finite variance, the premise of every delta-method error bar (a narrow untrained guide breaks it:
+    see the README's calibration section)."""
+    import torch
+
+    from retro.inference.guides import AmortizedGuide
+
+    guide = AmortizedGuide(program, hidden_dim=16, example=example)
+    with torch.no_grad():
+        for name, head in guide.heads.items():
+            head.weight.zero_()
+            head.bias.zero_()
+            if guide.sites[name].family == "normal":
+                half = head.bias.shape[0] // 2
+                head.bias[half:] = math.log(math.expm1(scale - 1e-4))  # softplus(raw) + 1e-4 = scale
+    return guide
+
+
+def reference_cases(num_answers: int, seed: int = 0) -> list[Case]:
+    """The programs with exact log p: the built-in humans (arithmetic, numbers, typist) on their own answers, and
+    two untrained imitators (``MixtureSeq2Seq``, discrete style; ``LatentSeq2Seq`` with a 1-D Normal latent) on
+    the arithmetic human's pairs; each with :func:`wide_guide`. Exact values are computed once here."""
+    import torch
+
+    from retro.humans import HUMANS, make_human
+    from retro.inference.registry import estimate
+    from retro.models import LatentSeq2Seq, MixtureSeq2Seq
+
+    cases = []
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        programs = [(name, make_human(name), name) for name in sorted(HUMANS)]
+        programs += [
+            ("mixture", MixtureSeq2Seq(max_length=16, hidden_dim=16, num_styles=3), "arithmetic"),
+            ("latent", LatentSeq2Seq(max_length=16, hidden_dim=16, latent_dim=1), "arithmetic"),
+        ]
+        for name, program, data in programs:
+            questions, answers = make_human(data).draw(num_answers, seed=seed + 1)
+            guide = wide_guide(program, (questions[:1], answers[:1]))
+            exact = estimate("exact", program, questions, answers, nodes=QUADRATURE_NODES).records
+            cases.append(
+                Case(name, program, guide, questions, answers, np.array([r.log_prob for r in exact]))
+            )
+    return cases
+
+
+def run_on_cases(
+    method: str,
+    cases: Sequence[Case],
+    num_particles: int,
+    min_answers: int,
+    seed: int = 0,
+    **options,
+) -> tuple[list[AnswerEstimate], np.ndarray, list[AnswerEstimate] | None]:
+    """Run ``method`` (a registered estimator, e.g. ``"importance[prior]"``) on the cases where it estimates
+    rather than computes exactly, ``ceil(min_answers / cases)`` answers from each; returns its records, their
+    exact values and (with ``certify=``) its certified records."""
+    from retro.inference.registry import estimate
+
+    def call(case: Case, count: int):
+        return estimate(
+            method,
+            case.program,
+            case.questions[:count],
+            case.answers[:count],
+            guide=case.guide,
+            num_particles=num_particles,
+            seed=seed,
+            **options,
+        )
+
+    sampled = [case for case in cases if call(case, 1).records[0].kind != "exact"]
+    if not sampled:
+        return [], np.zeros(0), None
+    count = math.ceil(min_answers / len(sampled))
+    if any(len(case.answers) < count for case in sampled):
+        raise ValueError(f"{method} needs {count} answers per case; the cases have fewer")
+    records, exact, certified = [], [], []
+    for case in sampled:
+        result = call(case, count)
+        records += result.records
+        exact.append(case.exact[:count])
+        certified = (
+            None if result.info.certified is None or certified is None else certified + result.info.certified
+        )
+    return records, np.concatenate(exact), certified
