@@ -243,7 +243,8 @@ def estimate(
         raise RetroError(f"method {registration.name!r} has no budget to adapt (target_stderr)")
     seed = draw_seed() if seed is None else seed
     ids = torch.arange(len(answers)) if answer_ids is None else torch.as_tensor(answer_ids, dtype=torch.int64)
-    return adaptive_estimate(
+    start = time.perf_counter()
+    records, info = adaptive_estimate(
         run,
         questions,
         answers,
@@ -253,6 +254,7 @@ def estimate(
         seed=seed,
         answer_ids=ids.cpu(),
     )
+    return Estimate(records, dataclasses.replace(info, seconds=time.perf_counter() - start))
 
 
 def draw_seed() -> int:
