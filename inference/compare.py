@@ -38,6 +38,8 @@ def default_methods(has_guide: bool) -> list[str]:
 class ComparisonRow:
     """One (method, budget): the mean estimate with its standard error, error against exact, diagnostics, time.
 
+    ``stderr``: the Monte Carlo standard error of ``log_prob_mean`` (``Summary.mc_stderr``: how far it may be
+    from the exact mean over these answers), not the total error of a dataset mean (``Summary.stderr``).
     ``khat_over_threshold``: answers whose k-hat exceeds :func:`~retro.inference.psis.khat_threshold` of the
     budget (unreliable estimates); ``ess_min``: the smallest effective sample size over the answers (``nan`` when no
     weights were drawn)."""

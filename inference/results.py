@@ -21,7 +21,9 @@ class AnswerEstimate:
     Attributes:
         question, answer: the pair scored.
         log_prob: the estimate (nats).
-        stderr: Monte Carlo standard error of ``log_prob`` (0 when exact; delta method for importance sampling).
+        stderr: Monte Carlo standard error of ``log_prob``: how far this answer's estimate may be from its own
+            exact log p (0 when exact; delta method for importance sampling). Not the :attr:`Summary.stderr` of a
+            dataset mean, which also counts the spread across answers.
         ess: effective sample size of the importance weights (``nan`` when no weights were drawn).
         khat: Pareto k-hat of the weights (PSIS); reliable when below :func:`~retro.inference.psis.khat_threshold`.
         num_particles: particles (or quadrature nodes / enumerated values) used.
@@ -87,7 +89,16 @@ class Estimate(NamedTuple):
 class Summary:
     """Dataset-level view of per-answer estimates: mean log p and the standard error of that mean.
 
-    ``stderr`` combines the spread across answers (sampling of the data) with each answer's Monte Carlo error.
+    Attributes:
+        method: the estimator of the records.
+        num_answers: answers summarized.
+        log_prob_mean: mean estimated log p (nats per answer).
+        stderr: *total* standard error of ``log_prob_mean`` as an estimate of the mean log p over the population
+            the answers were drawn from: the spread across answers (sampling of the data) combined with the
+            answers' Monte Carlo errors. Use it to compare models on held-out data.
+        mc_stderr: the Monte Carlo part alone, ``sqrt(sum of the answers' AnswerEstimate.stderr**2) / n``: how far
+            ``log_prob_mean`` may be from the exact mean over *these* answers (0 for exact records).
+        khat_mean: mean Pareto k-hat over the answers that have one (``nan`` when none has).
     """
 
     method: str

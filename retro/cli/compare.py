@@ -16,8 +16,8 @@ def register(subparsers) -> None:
         "compare",
         help="compare estimators at several budgets",
         description="Run estimators at several compute budgets (particles; chains for ais) on the same "
-        "answers: mean estimate, standard error, bias against exact values where they exist, k-hat and ESS "
-        "diagnostics, seconds (after a warm-up).",
+        "answers: mean estimate, its Monte Carlo standard error, bias against exact values where they exist, "
+        "k-hat and ESS diagnostics, seconds (after a warm-up).",
     )
     p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")

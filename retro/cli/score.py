@@ -140,7 +140,8 @@ def run(args) -> int:
     summary = summarize(records)
     line = (
         f"{summary.method}: mean log p {summary.log_prob_mean:.4f} +- {summary.stderr:.4f} nats per answer "
-        f"over {summary.num_answers} answers (mean k-hat {summary.khat_mean:.3f})"
+        f"over {summary.num_answers} answers (standard error of the mean, of which Monte Carlo "
+        f"{summary.mc_stderr:.4f}; mean k-hat {summary.khat_mean:.3f})"
     )
     if info.certified:
         bound = sum(r.log_prob for r in info.certified) / len(info.certified)
