@@ -7,6 +7,7 @@ import sys
 from retro.cli.common import FORMATS, add_seed, load_data, load_model, seed_everything, write_records
 from retro.errors import RetroError
 from retro.inference.results import summarize
+from retro.inference.scoring import DEFAULT_CHUNK_SIZE
 
 METHODS = ("exact", "elbo", "importance", "ais")
 
@@ -45,6 +46,18 @@ def register(subparsers) -> None:
         type=int,
         default=None,
         help="particle x answer rows evaluated at once: bounds memory (default 8192)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"answers per chunk: each chunk is written when finished, and its random draws are keyed by the seed "
+        f"and its place in the input (default {DEFAULT_CHUNK_SIZE})",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into the same --out (JSONL/CSV) from its last finished chunk",
     )
     p.add_argument("--device", default="cpu")
     add_seed(p)
@@ -123,12 +136,88 @@ def score_records(
     )
 
 
+LEDGER_SETTINGS = ("model", "data", "n", "method", "proposal", "particles", "steps", "max_rows", "device")
+
+
+def _validated(pairs, program):
+    """The stream of pairs, each checked against the model's codecs and maximum length as it comes."""
+    from retro.data import Pairs
+
+    for question, answer, where in pairs:
+        Pairs([question], [answer], [where]).validate(
+            program.codec, program.max_length, program.question_codec
+        )
+        yield question, answer, where
+
+
 def run(args) -> int:
+    from retro.distributed import join_from_environment, leave
+
+    world = join_from_environment()
+    try:
+        return _run(args, world)
+    finally:
+        leave()
+
+
+def _chunk_scorer(model, args):
+    from retro.data import Pairs
+
+    def score(questions, answers, first_index):
+        pairs = Pairs(questions, answers, [""] * len(answers))
+        records, _ = score_records(
+            model, pairs, args.method, args.proposal, args.particles, False, args.max_rows, args.steps
+        )
+        return records
+
+    return score
+
+
+def _print_summary(summary, to_stdout: bool) -> None:
+    line = (
+        f"{summary.method}: mean log p {summary.log_prob_mean:.4f} +- {summary.stderr:.4f} nats per answer "
+        f"over {summary.num_answers} answers (mean k-hat {summary.khat_mean:.3f})"
+    )
+    # A table on the terminal ends with its summary; machine-readable output stays pure.
+    print(line, file=sys.stdout if to_stdout else sys.stderr)
+
+
+def _run(args, world) -> int:
+    """Stream the answers chunk by chunk (shared across ranks under torchrun); rank 0 writes."""
+    from retro.data import iter_pairs
+    from retro.inference.scoring import record_from_dict, score_chunks, score_to_file
+
     seed_everything(args.seed)
     model = load_model(args.model, args.device)
-    pairs = load_data(args.data, model.program, args.n, args.seed)
     netcdf = bool(args.out) and args.out.endswith(".nc")
-    if netcdf and args.method != "importance":
+    if netcdf:
+        if world.size > 1:
+            raise RetroError("--out FILE.nc is written by one process (run it without torchrun)")
+        return _run_netcdf(args, model)
+    if args.resume and (not args.out or args.format not in ("jsonl", "csv")):
+        raise RetroError("--resume continues a JSONL or CSV --out file")
+    chunk_size = args.batch_size or DEFAULT_CHUNK_SIZE
+    pairs = _validated(iter_pairs(args.data, args.n, args.seed), model.program)
+    score = _chunk_scorer(model, args)
+    if args.out:
+        settings = {k: getattr(args, k) for k in LEDGER_SETTINGS}
+        summary = score_to_file(
+            score, pairs, args.out, args.format, settings, chunk_size, args.seed, args.resume, world
+        )
+        if summary is not None:
+            _print_summary(summary, to_stdout=False)
+        return 0
+    rows = [row for chunk in score_chunks(score, pairs, chunk_size, args.seed, world) for row in chunk]
+    if world.is_main:
+        write_records(rows, args.format)
+        _print_summary(summarize([record_from_dict(row) for row in rows]), args.format == "table")
+    return 0
+
+
+def _run_netcdf(args, model) -> int:
+    """The importance weights as ArviZ InferenceData (one process, in memory)."""
+    pairs = load_data(args.data, model.program, args.n, args.seed)
+    if args.method != "importance":
         raise RetroError("--out FILE.nc holds importance weights: use it with --method importance")
     records, log_weights = score_records(
         model,
@@ -140,24 +229,10 @@ def run(args) -> int:
         args.max_rows,
         args.steps,
     )
-    if netcdf:
-        if log_weights is None:
-            raise RetroError(
-                f"model {model.spec} has no latents, so there are no importance weights to export"
-            )
-        from retro.inference.psis import to_inference_data
+    if log_weights is None:
+        raise RetroError(f"model {model.spec} has no latents, so there are no importance weights to export")
+    from retro.inference.psis import to_inference_data
 
-        to_inference_data(log_weights, records).to_netcdf(args.out)
-    elif args.out:
-        with open(args.out, "w", encoding="utf-8", newline="") as f:
-            write_records([r.to_dict() for r in records], args.format, f)
-    else:
-        write_records([r.to_dict() for r in records], args.format)
-    summary = summarize(records)
-    line = (
-        f"{summary.method}: mean log p {summary.log_prob_mean:.4f} +- {summary.stderr:.4f} nats per answer "
-        f"over {summary.num_answers} answers (mean k-hat {summary.khat_mean:.3f})"
-    )
-    # A table on the terminal ends with its summary; machine-readable output stays pure.
-    print(line, file=sys.stdout if args.format == "table" and not args.out else sys.stderr)
+    to_inference_data(log_weights, records).to_netcdf(args.out)
+    _print_summary(summarize(records), to_stdout=False)
     return 0
