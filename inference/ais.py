@@ -1,6 +1,6 @@
 """Annealed importance sampling (AIS) estimate of log p(answer | question), per answer, with HMC transitions.
 
-For each answer, ``num_chains`` chains start from the proposal ``q(z)`` (the prior or the guide) and move through
+For each answer, ``num_particles`` chains start from the proposal ``q(z)`` (the prior or the guide) and move through
 the geometric path of distributions
 
     pi_t(z) ∝ q(z)^(1 - beta_t) p(z, answer | question)^beta_t,    0 = beta_0 < beta_1 < ... < beta_T = 1,
@@ -27,7 +27,7 @@ own acceptance makes each transition depend slightly on the chains' past, so it 
 invariant. Adapting from the acceptance averaged over an answer's chains is the standard practical choice; with the
 default gain its effect is below the Monte Carlo error (the tests compare against exact values), while a much larger
 gain (10) doubled the typist's error. The weights never use the transitions' densities, so the Metropolis correction
-at every step is what keeps each transition (nearly) pi_t-invariant. When ``num_chains`` exceeds ``max_rows``, each
+at every step is what keeps each transition (nearly) pi_t-invariant. When ``num_particles`` (chains) exceeds ``max_rows``, each
 group of chains that fits adapts its own step sizes.
 
 Defaults (48 steps, 64 chains, one leapfrog step: a Metropolis-adjusted Langevin transition) were chosen on the
@@ -56,7 +56,8 @@ from tqdm import tqdm
 
 from retro.errors import RetroError
 from retro.inference.exact import exact
-from retro.inference.results import AnswerEstimate
+from retro.inference.registry import Registration, estimator, register
+from retro.inference.results import Estimate, EstimateInfo
 from retro.inference.sites import LatentSite, latent_sites, sample_sites
 from retro.inference.weighted import records_from_log_weights
 from retro.inference.weights import DEFAULT_MAX_ROWS, length_buckets
@@ -64,7 +65,6 @@ from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 
 __all__ = [
     "ais",
-    "ais_with_diagnostics",
     "run_chains",
     "Chains",
     "sigmoid_schedule",
@@ -282,12 +282,14 @@ def _anneal(
     return log_w, acceptance, used
 
 
-def check_arguments(proposal, num_steps, num_chains, leapfrog_steps, target_accept) -> None:
+def check_arguments(
+    proposal, num_steps, num_chains, leapfrog_steps, target_accept, chains_name: str = "num_chains"
+) -> None:
     if proposal not in ("prior", "guide"):
         raise RetroError(f"ais: unknown proposal {proposal!r}; expected prior or guide")
     for name, value in (
         ("num_steps", num_steps),
-        ("num_chains", num_chains),
+        (chains_name, num_chains),
         ("leapfrog_steps", leapfrog_steps),
     ):
         if int(value) != value or value < 1:
@@ -384,34 +386,54 @@ def run_chains(
     return Chains(log_w, acceptance, used)
 
 
-def ais_with_diagnostics(
+@estimator
+def ais(
     program: StringProgram,
     questions: Sequence[str],
     answers: Sequence[str],
+    *,
     guide=None,
-    proposal: AISProposal = "prior",
-    num_steps: int = DEFAULT_NUM_STEPS,
-    num_chains: int = DEFAULT_NUM_CHAINS,
-    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
-    target_accept: float = 0.8,
+    num_particles: int = DEFAULT_NUM_CHAINS,
+    seed: int | None = None,
+    answer_ids: Sequence[int] | torch.Tensor | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     progress: bool = False,
-) -> tuple[list[AnswerEstimate], torch.Tensor]:
-    """:func:`ais` and the mean HMC acceptance probability per answer (``Tensor[B]``, float64).
+    proposal: AISProposal | None = None,
+    num_steps: int = DEFAULT_NUM_STEPS,
+    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
+    target_accept: float = 0.8,
+) -> Estimate:
+    """Annealed importance sampling estimate of log p(answer | question), per answer (see the module docstring).
 
-    The acceptance is averaged over chains and over the second half of the transitions (after the step size has
-    adapted); it is ``nan`` for ``num_steps=1`` (no transitions) and for programs without continuous latents.
+    Args:
+        guide: the guide q(z | question, answer), needed for ``proposal="guide"``.
+        num_particles: independent chains (weights) per answer, vectorized as a plate at ``dim=-2``.
+        proposal: where the chains start and what they anneal from: ``"prior"`` or ``"guide"`` (default: the
+            guide when one is given, else the prior).
+        num_steps: annealing steps T (T - 1 HMC transitions); ``num_steps=1`` is importance sampling.
+        leapfrog_steps: leapfrog steps per HMC transition.
+        target_accept: the acceptance probability the per-answer step sizes are adapted toward.
+        max_rows: at most this many chain x answer rows (x enumerated discrete values) are evaluated at once.
+        seed, answer_ids, progress: see :func:`retro.inference.registry.estimate`.
+
+    Returns:
+        :class:`~retro.inference.results.Estimate`: records of ``kind="estimate"``, method ``"ais[prior]"`` or
+        ``"ais[guide]"`` (log of the mean AIS weight over chains, its delta-method standard error, ESS and Pareto
+        k-hat); ``info.log_weights`` ``[C, B]``, and ``info.diagnostics``: ``acceptance`` (``Tensor[B]``, the mean
+        HMC acceptance probability over chains and the second half of the transitions, ``nan`` for
+        ``num_steps=1``), ``step_sizes`` (``Tensor[T - 1, B]``) and ``num_steps``. A program without continuous
+        latents (none, or only discrete ones) gets its exact value (:func:`~retro.inference.exact.exact`).
     """
-    check_arguments(proposal, num_steps, num_chains, leapfrog_steps, target_accept)
+    proposal = proposal or ("guide" if guide is not None else "prior")
+    check_arguments(proposal, num_steps, num_particles, leapfrog_steps, target_accept, "num_particles")
     sites = latent_sites(program, questions[:1], answers[:1])
     if all(site.discrete for site in sites.values()):  # no continuous latents: exact (enumerated) values
-        nan = torch.full((len(answers),), float("nan"), dtype=torch.float64)
-        return exact(program, questions, answers, max_rows=max_rows), nan
+        return exact(program, questions, answers, max_rows=max_rows, seed=seed, answer_ids=answer_ids)
     if proposal == "guide" and guide is None:
         raise RetroError("ais[guide] needs a trained guide; this model has none (use the prior proposal)")
     q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
     method = f"ais[{proposal}]"
-    log_w, acceptance, _ = run_chains(
+    chains = run_chains(
         program,
         guide,
         proposal,
@@ -419,56 +441,30 @@ def ais_with_diagnostics(
         q_batch,
         a_batch,
         sigmoid_schedule(num_steps),
-        num_chains,
+        num_particles,
         leapfrog_steps,
         target_accept,
         max_rows,
         progress,
         method,
     )
-    return records_from_log_weights(log_w, questions, answers, method, "estimate"), acceptance
-
-
-def ais(
-    program: StringProgram,
-    questions: Sequence[str],
-    answers: Sequence[str],
-    guide=None,
-    proposal: AISProposal = "prior",
-    num_steps: int = DEFAULT_NUM_STEPS,
-    num_chains: int = DEFAULT_NUM_CHAINS,
-    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
-    target_accept: float = 0.8,
-    max_rows: int = DEFAULT_MAX_ROWS,
-    progress: bool = False,
-) -> list[AnswerEstimate]:
-    """Annealed importance sampling estimate of log p(answer | question), per answer (see the module docstring).
-
-    Args:
-        guide: the guide q(z | question, answer), needed for ``proposal="guide"``.
-        proposal: where the chains start and what they anneal from: ``"prior"`` or ``"guide"``.
-        num_steps: annealing steps T (T - 1 HMC transitions); ``num_steps=1`` is importance sampling.
-        num_chains: independent chains (weights) per answer, vectorized as a plate at ``dim=-2``.
-        leapfrog_steps: leapfrog steps per HMC transition.
-        target_accept: the acceptance probability the per-answer step sizes are adapted toward.
-        max_rows: at most this many chain x answer rows (x enumerated discrete values) are evaluated at once.
-
-    Returns one :class:`~retro.inference.results.AnswerEstimate` per answer (``kind="estimate"``, method
-    ``"ais[prior]"`` or ``"ais[guide]"``): log of the mean AIS weight over chains, its delta-method standard error,
-    ESS and Pareto k-hat. A program without continuous latents (none, or only discrete ones) gets its exact value
-    (:func:`~retro.inference.exact.exact`). :func:`ais_with_diagnostics` also returns the acceptance rates.
-    """
-    records, _ = ais_with_diagnostics(
-        program,
-        questions,
-        answers,
-        guide,
-        proposal,
-        num_steps,
-        num_chains,
-        leapfrog_steps,
-        target_accept,
-        max_rows,
-        progress,
+    records = records_from_log_weights(chains.log_w, questions, answers, method, "estimate")
+    diagnostics = {"acceptance": chains.acceptance, "step_sizes": chains.step_sizes, "num_steps": num_steps}
+    return Estimate(
+        records, EstimateInfo(method, num_particles, log_weights=chains.log_w, diagnostics=diagnostics)
     )
-    return records
+
+
+register(
+    Registration(
+        "ais",
+        ais,
+        kind="estimate",
+        budget="chains",
+        default_budget=DEFAULT_NUM_CHAINS,
+        small_budget=16,
+        proposals=("prior", "guide"),
+        guide_proposals=("guide",),
+        options=("proposal", "num_steps", "leapfrog_steps", "target_accept"),
+    )
+)

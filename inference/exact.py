@@ -13,7 +13,8 @@ from pyro.distributions import Normal
 from pyro.infer import config_enumerate
 
 from retro.errors import RetroError
-from retro.inference.results import AnswerEstimate
+from retro.inference.registry import Registration, estimator, register
+from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
 from retro.inference.sites import LatentSite, base_distribution, joint_values, latent_sites, trace_log_prob
 from retro.inference.weights import DEFAULT_MAX_ROWS
 from retro.program import PARTICLE_DIM, StringProgram
@@ -102,22 +103,48 @@ def exact_log_prob_in_chunks(
     )
 
 
+@estimator
 @torch.no_grad()
 def exact(
     program: StringProgram,
     questions: Sequence[str],
     answers: Sequence[str],
-    nodes: int = QUADRATURE_NODES,
+    *,
+    guide=None,
+    num_particles: int = 1,
+    seed: int | None = None,
+    answer_ids: Sequence[int] | torch.Tensor | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
-) -> list[AnswerEstimate]:
-    """Exact log p per answer (enumeration or quadrature), in chunks of answers bounded by ``max_rows``."""
+    progress: bool = False,
+    nodes: int = QUADRATURE_NODES,
+) -> Estimate:
+    """Exact log p per answer (enumeration or quadrature), in chunks of answers bounded by ``max_rows``.
+
+    ``guide``, ``num_particles``, ``seed``, ``answer_ids`` and ``progress`` are accepted for the common calling
+    convention and not used (nothing is drawn). Raises :class:`RetroError` when log p cannot be computed exactly.
+    """
     q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
     sites = latent_sites(program, questions[:1], answers[:1])
     rows = _rows_per_answer(sites, nodes)
     values = exact_log_prob_in_chunks(program, q_batch, a_batch, sites, nodes, max_rows)
     method = "exact[quadrature]" if any(not s.discrete for s in sites.values()) else "exact"
     nan = float("nan")
-    return [
+    records = [
         AnswerEstimate(q, a, float(v), 0.0, nan, nan, rows if sites else 1, method, "exact")
         for q, a, v in zip(questions, answers, values.tolist())
     ]
+    return Estimate(records, EstimateInfo(method, 0))
+
+
+register(
+    Registration(
+        "exact",
+        exact,
+        kind="exact",
+        budget="none",
+        default_budget=1,
+        small_budget=1,
+        latents="summable",
+        options=("nodes",),
+    )
+)

@@ -37,6 +37,7 @@ __all__ = [
     "ChunkScorer",
     "RunningSummary",
     "score_chunks",
+    "map_chunks",
     "score_to_file",
     "render_records",
     "record_from_dict",
@@ -102,30 +103,57 @@ class RunningSummary:
 
 
 def _rounds(
-    pairs: Iterable[tuple[str, str, Any]], chunk_size: int, world: World, skip: int
-) -> Iterator[tuple[int, list[str], list[str]]]:
-    """Per round: (index of this rank's chunk's first answer, its questions, its answers); every rank reads the
-    whole stream (cheap next to scoring) and keeps its own chunk. Ends when the stream does."""
-    stream = itertools.islice(iter(pairs), skip, None)
+    items: Iterable[Any], chunk_size: int, world: World, skip: int
+) -> Iterator[tuple[int, list[Any]]]:
+    """Per round of ``world.size`` chunks: (index of this rank's chunk's first item, its items). Every rank reads
+    the whole stream (cheap next to the work) and keeps its own chunk, empty at the very end."""
+    stream = itertools.islice(iter(items), skip, None)
     start = skip
     while True:
-        round_pairs = list(itertools.islice(stream, chunk_size * world.size))
-        if not round_pairs:
+        round_items = list(itertools.islice(stream, chunk_size * world.size))
+        if not round_items:
             return
-        mine = round_pairs[world.rank * chunk_size : (world.rank + 1) * chunk_size]
-        yield start + world.rank * chunk_size, [p[0] for p in mine], [p[1] for p in mine]
-        start += len(round_pairs)
+        yield (
+            start + world.rank * chunk_size,
+            round_items[world.rank * chunk_size : (world.rank + 1) * chunk_size],
+        )
+        start += len(round_items)
 
 
-def _gather(world: World, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rank 0: every rank's records of this round, in rank (= input) order; elsewhere an empty list."""
+def _gather(world: World, results: list[Any]) -> list[Any]:
+    """Rank 0: every rank's results of this round, in rank (= input) order; elsewhere an empty list."""
     if world.size == 1:
-        return records
+        return results
     import torch.distributed as dist
 
     gathered: list[Any] | None = [None] * world.size if world.is_main else None
-    dist.gather_object(records, gathered, dst=0)
+    dist.gather_object(results, gathered, dst=0)
     return [r for part in gathered for r in part] if gathered is not None else []
+
+
+def map_chunks(
+    work: Callable[[list[Any], int], list[Any]],
+    items: Iterable[Any],
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    world: World = SINGLE,
+    skip: int = 0,
+) -> Iterator[list[Any]]:
+    """``work(chunk, index of its first item)`` over ``items`` cut into chunks, the chunks of each round shared by
+    the ranks; yields each round's results (one per item, in input order) on rank 0 and ``[]`` elsewhere.
+
+    Every rank must iterate to the end (the others work in between). ``skip`` items at the start are left out (a
+    resumed run); chunk boundaries stay those of the whole input. The results travel to rank 0 pickled by
+    ``torch.distributed`` between the run's own processes (plain values: strings, numbers, dicts).
+    """
+    if int(chunk_size) != chunk_size or chunk_size < 1:
+        raise RetroError(f"the chunk size must be a positive integer, got {chunk_size}")
+    if skip % chunk_size:
+        raise RetroError(f"cannot resume after {skip} answers: not a whole number of chunks of {chunk_size}")
+    for first, chunk in _rounds(items, chunk_size, world, skip):
+        results = work(chunk, first) if chunk else []
+        if len(results) != len(chunk):
+            raise RetroError(f"a chunk of {len(chunk)} items gave {len(results)} results")
+        yield _gather(world, list(results))
 
 
 def score_chunks(
@@ -136,25 +164,17 @@ def score_chunks(
     world: World = SINGLE,
     skip: int = 0,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Score ``pairs`` (``(question, answer, location)``, e.g. from :func:`retro.data.iter_pairs`) chunk by chunk.
+    """Score ``pairs`` (``(question, answer, location)``, e.g. from :func:`retro.data.iter_pairs`) chunk by chunk
+    with :func:`map_chunks`: yields each round's records as dicts (``AnswerEstimate.to_dict()``), in input order,
+    on rank 0. Before a chunk is scored torch's generator is seeded from ``(seed, index of its first answer)``
+    (an estimator from the registry keys each answer's draws by ``seed`` and its index anyway)."""
 
-    Yields each round's records (as dicts, in input order) on rank 0 and an empty list on the other ranks (which
-    must iterate too: they score their chunks in between). ``skip`` answers at the start are not scored (a
-    resumed run); chunk boundaries stay those of the whole input. Before a chunk is scored the random number
-    generator is seeded from ``(seed, index of its first answer)``.
-    """
-    if int(chunk_size) != chunk_size or chunk_size < 1:
-        raise RetroError(f"the chunk size must be a positive integer, got {chunk_size}")
-    if skip % chunk_size:
-        raise RetroError(f"cannot resume after {skip} answers: not a whole number of chunks of {chunk_size}")
-    for first, questions, answers in _rounds(pairs, chunk_size, world, skip):
-        records: list[dict[str, Any]] = []
-        if answers:
-            torch.manual_seed(random_key(seed, "chunk", first))
-            records = [r.to_dict() for r in score(questions, answers, first)]
-            if len(records) != len(answers):
-                raise RetroError(f"the estimator returned {len(records)} records for {len(answers)} answers")
-        yield _gather(world, records)
+    def work(chunk: list[tuple[str, str, Any]], first: int) -> list[dict[str, Any]]:
+        torch.manual_seed(random_key(seed, "chunk", first))
+        questions, answers = [p[0] for p in chunk], [p[1] for p in chunk]
+        return [r.to_dict() for r in score(questions, answers, first)]
+
+    return map_chunks(work, pairs, chunk_size, world, skip)
 
 
 def render_records(records: list[dict[str, Any]], fmt: str, header: bool) -> str:

@@ -13,13 +13,16 @@ import math
 import pyro
 import torch
 from pyro import poutine
+from tqdm import tqdm
 
+from retro.errors import RetroError
 from retro.inference.sites import sample_sites, trace_log_prob
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 
 __all__ = [
     "log_weights",
+    "sampled_log_weights",
     "enumerated_log_weights",
     "length_buckets",
     "particle_traces",
@@ -175,3 +178,28 @@ def enumerated_log_weights(
     shape = torch.Size([count, len(answers)])
     log_q = site_sum(guide_trace, shape)
     return site_sum(model_trace, shape) - log_q, log_q
+
+
+def sampled_log_weights(
+    program,
+    questions,
+    answers,
+    num_particles,
+    guide,
+    guide_fraction,
+    max_rows,
+    progress,
+    label: str,
+    seed,
+    ids,
+) -> torch.Tensor:
+    """Encode, then draw ``log_weights`` with an optional progress bar (shared by the sampling estimators)."""
+    if guide_fraction > 0 and guide is None:
+        raise RetroError(f"{label} needs a trained guide; this model has none (use the prior proposal)")
+    q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
+    with tqdm(
+        total=num_particles * len(answers), desc=label, unit="row", disable=not progress, leave=False
+    ) as bar:
+        return log_weights(
+            program, q_batch, a_batch, num_particles, guide, guide_fraction, max_rows, bar.update
+        )

@@ -6,10 +6,9 @@ import sys
 
 from retro.cli.common import FORMATS, add_seed, load_data, load_model, seed_everything, write_records
 from retro.errors import RetroError
-from retro.inference.results import summarize
+from retro.inference import estimate, method_names, registrations, summarize
 from retro.inference.scoring import DEFAULT_CHUNK_SIZE
-
-METHODS = ("exact", "elbo", "importance", "ais")
+from retro.inference.weights import DEFAULT_MAX_ROWS
 
 
 def register(subparsers) -> None:
@@ -21,19 +20,18 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
     p.add_argument("--n", type=int, default=None, help="score the first N pairs (or draw N from a human)")
-    p.add_argument("--method", choices=METHODS, default="importance")
+    p.add_argument("--method", choices=method_names(), default="importance")
+    proposals = dict.fromkeys(p for r in registrations() for p in r.proposals)
     p.add_argument(
         "--proposal",
-        choices=("guide", "prior", "mixture"),
+        choices=tuple(proposals),
         default=None,
-        help="importance proposal (default: guide when the model has one, else prior)",
+        help="proposal of importance or ais (default: guide when the model has one, else prior)",
     )
-    p.add_argument(
-        "--particles",
-        type=int,
-        default=None,
-        help="particles per answer (default 1000; elbo 100; ais: chains, default 64)",
+    budgets = "; ".join(
+        f"{r.name}: {r.budget}, default {r.default_budget}" for r in registrations() if r.budget != "none"
     )
+    p.add_argument("--particles", type=int, default=None, help=f"budget per answer ({budgets})")
     p.add_argument("--steps", type=int, default=None, help="ais: annealing steps (default 48)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument(
@@ -51,8 +49,8 @@ def register(subparsers) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help=f"answers per chunk: each chunk is written when finished, and its random draws are keyed by the seed "
-        f"and its place in the input (default {DEFAULT_CHUNK_SIZE})",
+        help=f"answers per chunk: each chunk is written when finished (default {DEFAULT_CHUNK_SIZE}); an answer's "
+        "random draws are keyed by the seed and its place in the input, whatever the chunks",
     )
     p.add_argument(
         "--resume",
@@ -68,71 +66,35 @@ def score_records(
     model,
     pairs,
     method: str,
-    proposal: str | None,
-    particles: int | None,
-    progress: bool,
+    proposal: str | None = None,
+    particles: int | None = None,
+    progress: bool = False,
     max_rows: int | None = None,
     steps: int | None = None,
+    seed: int = 0,
+    first_index: int = 0,
 ):
-    """Run one estimator over ``pairs``; returns the per-answer records and the log weights (importance only)."""
-    from retro.inference import elbo, exact
-    from retro.inference.importance import importance_with_weights
-    from retro.inference.weights import DEFAULT_MAX_ROWS
-
+    """Run the registered estimator ``method`` over ``pairs`` (each answer keyed by its index in the input, the
+    first being answer ``first_index``); returns its :class:`~retro.inference.results.Estimate`."""
     if particles is not None and particles < 1:
         raise RetroError(f"--particles must be >= 1, got {particles}")
     if max_rows is not None and max_rows < 1:
         raise RetroError(f"--max-rows must be >= 1, got {max_rows}")
-    max_rows = max_rows or DEFAULT_MAX_ROWS
-    q, a = pairs.questions, pairs.answers
-    if method == "exact":
-        return exact(model.program, q, a, max_rows=max_rows), None
-    if method == "elbo":
-        if model.guide is None:
-            raise RetroError(
-                f"model {model.spec} has no trained guide, which the ELBO needs (try importance)"
-            )
-        records = elbo(
-            model.program,
-            q,
-            a,
-            guide=model.guide,
-            num_particles=particles or 100,
-            progress=progress,
-            max_rows=max_rows,
-        )
-        return records, None
-    proposal = proposal or ("guide" if model.guide is not None else "prior")
-    if method == "ais":
-        from retro.inference.ais import DEFAULT_NUM_CHAINS, DEFAULT_NUM_STEPS, ais
-
-        if proposal == "mixture":
-            raise RetroError("ais anneals from the prior or the guide: use --proposal prior or guide")
-        if steps is not None and steps < 1:
-            raise RetroError(f"--steps must be >= 1, got {steps}")
-        records = ais(
-            model.program,
-            q,
-            a,
-            guide=model.guide,
-            proposal=proposal,
-            num_steps=steps or DEFAULT_NUM_STEPS,
-            num_chains=particles or DEFAULT_NUM_CHAINS,
-            max_rows=max_rows,
-            progress=progress,
-        )
-        return records, None
-    if proposal != "prior" and model.guide is None:
-        raise RetroError(f"model {model.spec} has no trained guide; use --proposal prior")
-    return importance_with_weights(
+    if steps is not None and steps < 1:
+        raise RetroError(f"--steps must be >= 1, got {steps}")
+    options = {} if steps is None else {"num_steps": steps}
+    return estimate(
+        f"{method}[{proposal}]" if proposal else method,
         model.program,
-        q,
-        a,
+        pairs.questions,
+        pairs.answers,
         guide=model.guide,
-        proposal=proposal,
-        num_particles=particles or 1000,
-        max_rows=max_rows,
+        num_particles=particles,
+        seed=seed,
+        answer_ids=range(first_index, first_index + len(pairs.answers)),
+        max_rows=max_rows or DEFAULT_MAX_ROWS,
         progress=progress,
+        **options,
     )
 
 
@@ -166,7 +128,16 @@ def _chunk_scorer(model, args):
     def score(questions, answers, first_index):
         pairs = Pairs(questions, answers, [""] * len(answers))
         records, _ = score_records(
-            model, pairs, args.method, args.proposal, args.particles, False, args.max_rows, args.steps
+            model,
+            pairs,
+            args.method,
+            args.proposal,
+            args.particles,
+            False,
+            args.max_rows,
+            args.steps,
+            args.seed,
+            first_index,
         )
         return records
 
@@ -217,9 +188,7 @@ def _run(args, world) -> int:
 def _run_netcdf(args, model) -> int:
     """The importance weights as ArviZ InferenceData (one process, in memory)."""
     pairs = load_data(args.data, model.program, args.n, args.seed)
-    if args.method != "importance":
-        raise RetroError("--out FILE.nc holds importance weights: use it with --method importance")
-    records, log_weights = score_records(
+    records, info = score_records(
         model,
         pairs,
         args.method,
@@ -228,11 +197,15 @@ def _run_netcdf(args, model) -> int:
         sys.stderr.isatty(),
         args.max_rows,
         args.steps,
+        args.seed,
     )
-    if log_weights is None:
-        raise RetroError(f"model {model.spec} has no latents, so there are no importance weights to export")
+    if info.log_weights is None:
+        raise RetroError(
+            f"{info.method} drew no importance weights to export to {args.out} "
+            "(use --method importance, elbo or ais on a model with latents)"
+        )
     from retro.inference.psis import to_inference_data
 
-    to_inference_data(log_weights, records).to_netcdf(args.out)
+    to_inference_data(info.log_weights, records).to_netcdf(args.out)
     _print_summary(summarize(records), to_stdout=False)
     return 0
