@@ -1,6 +1,6 @@
 """Runs that the data-parallel tests start as separate processes (one per rank) and also call in-process.
 
-``python tests/distributed_runs.py OUT`` in a process whose environment names its rank (``RANK``, ``WORLD_SIZE``,
+``python tests/distributed_runs.py train|score OUT`` in a process whose environment names its rank (``RANK``, ``WORLD_SIZE``,
 ``MASTER_ADDR``, ``MASTER_PORT``, as ``torchrun`` sets them) joins the run, trains every case below and writes
 rank 0's parameters (and a marker per rank) under ``OUT``. The same functions run in one process give the
 reference.
@@ -8,6 +8,8 @@ reference.
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -26,6 +28,28 @@ from retro.models import make_imitator
 from retro.text import AlphabetCodec
 
 CODEC = AlphabetCodec("0123456789+-=")
+TESTS = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rank_environment(rank: int, size: int, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "WORLD_SIZE": str(size),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(TESTS),
+    }
+
+
 STEPS, BATCH, SLICES = 20, 8, 2
 CASES = ("elbo", "iwae", "adversarial")
 
@@ -116,6 +140,64 @@ def main(out: Path) -> None:
         leave()
 
 
+# -- sharded scoring -------------------------------------------------------------------------------------------------
+
+SCORING_METHODS = ("importance[guide]", "elbo", "ais")
+SCORING_BATCHES = (1, 7, 64)
+SCORING_MAX_ROWS = (5, 4096)
+
+
+def scoring_model(dtype: torch.dtype = torch.float64):
+    """A small untrained latent imitator with its guide, in ``dtype``, and 20 answers to score."""
+    torch.manual_seed(2)
+    imitator = make_imitator("latent", codec=CODEC, max_length=8, hidden_dim=8, latent_dim=2).to(dtype)
+    guide = AmortizedGuide(imitator, hidden_dim=8).to(dtype)
+    questions, answers = make_human("arithmetic", CODEC, max_length=8).draw(20, seed=3)
+    return imitator, guide, questions, answers
+
+
+def sharded_scores(method: str, batch: int, max_rows: int, world: World, dtype=torch.float64) -> str:
+    """The JSONL that rank 0 gathers (``""`` on the other ranks) for one method, batch size and ``max_rows``."""
+    from retro.inference import estimate
+    from retro.inference.scoring import render_records, score_chunks
+
+    imitator, guide, questions, answers = scoring_model(dtype)
+    options = {"num_steps": 4} if method == "ais" else {}
+
+    def score(q, a, first):
+        return estimate(
+            method,
+            imitator,
+            q,
+            a,
+            guide=guide,
+            num_particles=6,
+            seed=9,
+            answer_ids=range(first, first + len(a)),
+            max_rows=max_rows,
+            **options,
+        ).records
+
+    pairs = [(q, a, None) for q, a in zip(questions, answers)]
+    with torch.no_grad():
+        rows = [row for part in score_chunks(score, pairs, batch, seed=9, world=world) for row in part]
+    return render_records(rows, "jsonl", header=False)
+
+
+def score_main(out: Path) -> None:
+    world = join_from_environment(join_timeout_s=30)
+    try:
+        for method in SCORING_METHODS:
+            for batch in SCORING_BATCHES:
+                for max_rows in SCORING_MAX_ROWS:
+                    text = sharded_scores(method, batch, max_rows, world)
+                    if world.is_main:
+                        (out / f"{method}-{batch}-{max_rows}.jsonl").write_text(text)
+        (out / f"rank{world.rank}.done").write_text("ok")
+    finally:
+        leave()
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    main(Path(sys.argv[1]))
+    (score_main if sys.argv[1] == "score" else main)(Path(sys.argv[2]))

@@ -3,43 +3,19 @@ the same global minibatch, an exact resume, and the errors of a run that cannot 
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-from distributed_runs import CASES, run_case
+from distributed_runs import CASES, TESTS, free_port, rank_environment, run_case
 from safetensors.torch import load_file
 
 from retro.distributed import SINGLE, World, join_from_environment
 from retro.errors import RetroError
 from retro.inference.train import TrainConfig, train
 from retro.models import make_imitator
-
-TESTS = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rank_environment(rank: int, size: int, port: int) -> dict[str, str]:
-    return {
-        **os.environ,
-        "RANK": str(rank),
-        "LOCAL_RANK": str(rank),
-        "WORLD_SIZE": str(size),
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(TESTS),
-    }
 
 
 def _relative_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -57,7 +33,7 @@ def two_rank_run(tmp_path_factory):
     script = str(TESTS / "distributed_runs.py")
     ranks = [
         subprocess.Popen(
-            [sys.executable, script, str(out)],
+            [sys.executable, script, "train", str(out)],
             env=rank_environment(rank, 2, port),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

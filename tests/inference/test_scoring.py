@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from distributed_runs import free_port
 
 from retro.cli import main
 from retro.humans import make_human
@@ -121,7 +122,7 @@ def test_two_nodes_on_one_machine_write_the_bytes_of_one_process(reference, answ
     """Two ``torchrun`` launches (``--nnodes 2``, one process each) rendezvous on 127.0.0.1 and share the chunks;
     rank 0 writes them in input order: the same bytes as one process."""
     out = tmp_path / "scores.jsonl"
-    port = str(_free_port())
+    port = str(free_port())
     launches = [
         subprocess.Popen(
             [
@@ -158,11 +159,3 @@ def test_two_nodes_on_one_machine_write_the_bytes_of_one_process(reference, answ
     outputs = [launch.communicate(timeout=180)[0] for launch in launches]
     assert [launch.returncode for launch in launches] == [0, 0], outputs
     assert out.read_bytes() == reference
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
