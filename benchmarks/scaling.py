@@ -33,7 +33,7 @@ import torch
 
 from retro.distributed import join_from_environment, leave
 from retro.humans import make_human
-from retro.inference import AmortizedGuide, importance
+from retro.inference import AmortizedGuide, estimate
 from retro.inference.scoring import score_chunks
 from retro.inference.train import TrainConfig, train
 from retro.models import make_imitator
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--worker", choices=("scoring", "training"), default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
@@ -58,39 +58,49 @@ def _model(hidden: int):
     return imitator, AmortizedGuide(imitator, hidden_dim=hidden // 2)
 
 
-def _work(args) -> float:
-    """This rank's part of one measurement; returns the seconds it took after the warm-up."""
+def _scoring_seconds(args, world, imitator) -> float:
+    human = make_human("typist", max_length=24)
+    questions, answers = human.draw(args.answers + args.chunk * world.size, seed=1)
+    pairs = [(q, a, "") for q, a in zip(questions, answers)]
+
+    def score(q, a, first):
+        answer_ids = range(first, first + len(a))
+        return estimate(
+            "importance[prior]", imitator, q, a, num_particles=args.particles, seed=0, answer_ids=answer_ids
+        ).records
+
+    with torch.no_grad():
+        chunks = score_chunks(score, pairs, args.chunk, world=world)
+        next(chunks)  # warm-up: the first round (then args.answers answers are timed)
+        world.barrier()
+        start = time.perf_counter()
+        for _ in chunks:
+            pass
+        world.barrier()
+    return time.perf_counter() - start
+
+
+def _training_seconds(args, world, imitator, guide) -> float:
+    questions, answers = make_human("typist", max_length=24).draw(4 * args.batch, seed=1)
+
+    def run(steps: int) -> None:
+        config = TrainConfig(steps=steps, batch_size=args.batch, eval_every=10**9, progress=False)
+        train(imitator, questions, answers, guide, None, config, world=world)
+
+    run(1)  # warm-up
+    world.barrier()
+    start = time.perf_counter()
+    run(args.steps)
+    world.barrier()
+    return time.perf_counter() - start
+
+
+def _work(args) -> tuple[float, float]:
+    """This rank's part of both measurements: (scoring seconds, training seconds) after the warm-ups."""
     world = join_from_environment()
     imitator, guide = _model(args.hidden)
-    human = make_human("typist", max_length=24)
     try:
-        if args.worker == "scoring":
-            questions, answers = human.draw(args.answers + args.chunk * world.size, seed=1)
-            pairs = [(q, a, "") for q, a in zip(questions, answers)]
-
-            def score(q, a, first):
-                return importance(imitator, q, a, proposal="prior", num_particles=args.particles)
-
-            with torch.no_grad():
-                chunks = score_chunks(score, pairs, args.chunk, world=world)
-                next(chunks)  # warm-up: the first round
-                world.barrier()
-                start = time.perf_counter()
-                for _ in chunks:
-                    pass
-        else:
-            questions, answers = human.draw(4 * args.batch, seed=1)
-
-            def run(steps: int) -> None:
-                config = TrainConfig(steps=steps, batch_size=args.batch, eval_every=10**9, progress=False)
-                train(imitator, questions, answers, guide, None, config, world=world)
-
-            run(1)  # warm-up
-            world.barrier()
-            start = time.perf_counter()
-            run(args.steps)
-        world.barrier()
-        return time.perf_counter() - start
+        return _scoring_seconds(args, world, imitator), _training_seconds(args, world, imitator, guide)
     finally:
         leave()
 
@@ -101,8 +111,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _measure(worker: str, size: int, argv: list[str]) -> float:
-    """Seconds rank 0 spent, over ``size`` processes started with the torchrun environment."""
+def _measure(size: int, argv: list[str]) -> tuple[float, float]:
+    """(scoring, training) seconds of rank 0, over ``size`` processes started with the torchrun environment."""
     port = str(_free_port())
     processes = []
     for rank in range(size):
@@ -119,7 +129,7 @@ def _measure(worker: str, size: int, argv: list[str]) -> float:
             environment.pop("WORLD_SIZE", None)
         processes.append(
             subprocess.Popen(
-                [sys.executable, __file__, "--worker", worker, *argv],
+                [sys.executable, __file__, "--worker", *argv],
                 env=environment,
                 stdout=subprocess.PIPE,
                 text=True,
@@ -127,8 +137,9 @@ def _measure(worker: str, size: int, argv: list[str]) -> float:
         )
     outputs = [p.communicate()[0] for p in processes]
     if any(p.returncode for p in processes):
-        raise SystemExit(f"a {worker} worker failed: {outputs}")
-    return float(outputs[0].strip().splitlines()[-1])
+        raise SystemExit(f"a worker failed: {outputs}")
+    scoring, training = outputs[0].strip().splitlines()[-1].split()
+    return float(scoring), float(training)
 
 
 def main() -> None:
@@ -137,7 +148,7 @@ def main() -> None:
         args.answers, args.particles, args.chunk, args.steps, args.batch, args.hidden = 16, 16, 4, 3, 8, 16
     if args.worker:
         torch.set_num_threads(1)
-        print(_work(args))
+        print(*_work(args))
         return
     argv = [
         f"--answers={args.answers}",
@@ -148,12 +159,10 @@ def main() -> None:
         f"--hidden={args.hidden}",
     ]
     load_before = os.getloadavg()
-    seconds = {
-        (worker, size): _measure(worker, size, argv) for worker in ("scoring", "training") for size in (1, 2)
-    }
+    seconds = {size: _measure(size, argv) for size in (1, 2)}
     load_after = os.getloadavg()
-    scoring = {size: args.answers / seconds[("scoring", size)] for size in (1, 2)}
-    training = {size: args.steps * args.batch / seconds[("training", size)] for size in (1, 2)}
+    scoring = {size: args.answers / seconds[size][0] for size in (1, 2)}
+    training = {size: args.steps * args.batch / seconds[size][1] for size in (1, 2)}
     print(
         json.dumps(
             {
