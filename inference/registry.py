@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import numbers
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -33,8 +34,10 @@ from typing import Any, Literal
 
 import torch
 
+from retro.checks import check_pairs, check_positive_integer
 from retro.errors import RetroError
 from retro.inference.results import Estimate, Kind
+from retro.inference.validation import check_guide
 from retro.inference.weights import DEFAULT_MAX_ROWS
 from retro.program import StringProgram
 
@@ -223,8 +226,10 @@ def draw_seed() -> int:
 
 
 def estimator(function: Callable[..., Estimate]) -> Callable[..., Estimate]:
-    """Give an estimator function the common convention: a seed drawn when ``None``, answer ids ``0..B-1`` when
-    ``None``, the call timed (``info.seconds``) and the seed recorded (``info.seed``)."""
+    """Give an estimator function the common convention: its inputs checked (lists of strings of equal, non-zero
+    length; a positive integer budget and ``max_rows``; a guide whose latent sites are the program's), a seed drawn
+    when ``None``, answer ids ``0..B-1`` when ``None``, the call timed (``info.seconds``) and the seed recorded
+    (``info.seed``). Each wrong input is a one-line :class:`RetroError`."""
     signature = inspect.signature(function)
     missing = {"guide", "num_particles", "seed", "answer_ids", "max_rows", "progress"} - set(
         signature.parameters
@@ -237,8 +242,7 @@ def estimator(function: Callable[..., Estimate]) -> Callable[..., Estimate]:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         arguments = bound.arguments
-        if arguments["answer_ids"] is not None:
-            arguments["answer_ids"] = torch.as_tensor(arguments["answer_ids"], dtype=torch.int64).cpu()
+        _check_arguments(function.__name__, arguments)
         if arguments["seed"] is None:
             arguments["seed"] = draw_seed()
         if arguments["answer_ids"] is None:
@@ -254,3 +258,23 @@ def estimator(function: Callable[..., Estimate]) -> Callable[..., Estimate]:
         )
 
     return call
+
+
+def _check_arguments(who: str, arguments: dict[str, Any]) -> None:
+    program, questions, answers = arguments["program"], arguments["questions"], arguments["answers"]
+    check_pairs(questions, answers, who)
+    check_positive_integer(arguments["num_particles"], f"{who}: num_particles")
+    check_positive_integer(arguments["max_rows"], f"{who}: max_rows")
+    seed = arguments["seed"]
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise RetroError(f"{who}: seed must be a non-negative integer or None, got {seed!r}")
+    if arguments["answer_ids"] is not None:
+        ids = torch.as_tensor(arguments["answer_ids"], dtype=torch.int64).cpu().reshape(-1)
+        if len(ids) != len(answers):
+            raise RetroError(
+                f"{who}: need one answer id per answer, got {len(ids)} for {len(answers)} answers"
+            )
+        if len(ids) and int(ids.min()) < 0:
+            raise RetroError(f"{who}: answer ids must be non-negative, got {int(ids.min())}")
+        arguments["answer_ids"] = ids
+    check_guide(arguments["guide"], program, questions, answers, who)
