@@ -144,11 +144,11 @@ def main(out: Path) -> None:
 
 SCORING_METHODS = ("importance[guide]", "elbo", "ais")
 SCORING_BATCHES = (1, 7, 64)
-SCORING_MAX_ROWS = (5, 4096)
-SCORING_ON_TWO_RANKS = (
-    (1, 4096),
-    (7, 5),
-)  # (batch size, max_rows): every chunk-to-rank pattern of 12 answers
+# max_rows 6 = one answer's particles (AIS chains) per pass; 4096: a whole chunk in one pass. (Below the number of
+# AIS chains, max_rows would split one answer's chains, whose step sizes adapt together: not a keyed quantity.)
+SCORING_MAX_ROWS = (6, 4096)
+# (batch size, max_rows) also run on 2 ranks: 12 answers in chunks of 1 and of 7 (a whole and a partial round)
+SCORING_ON_TWO_RANKS = ((1, 4096), (7, 6))
 
 
 def scoring_model(dtype: torch.dtype = torch.float64):

@@ -68,7 +68,7 @@ def test_one_and_two_ranks_any_batch_and_max_rows_give_the_same_draws(two_rank_s
 def test_float32_scores_agree_across_batch_sizes_to_1e_4(method):
     first, *others = [
         _log_probs(sharded_scores(method, batch, max_rows, SINGLE, dtype=torch.float32))
-        for batch, max_rows in ((1, 4096), (7, 5), (64, 4096))
+        for batch, max_rows in ((1, 4096), (7, 6), (64, 4096))
     ]
     for scores in others:
         assert max(abs(a[2] - b[2]) for a, b in zip(scores, first)) <= 1e-4
