@@ -8,6 +8,7 @@ reference.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -121,19 +122,19 @@ def run_case(case: str, world: World | None = None, steps: int = STEPS, resume=N
 def main(out: Path) -> None:
     world = join_from_environment(join_timeout_s=30)
     try:
-        for case in CASES:
-            tensors = run_case(case, world)
-            if world.is_main:
+        states = []  # the ELBO run's states (steps 10 and 20): writing them does not change the run
+        trained = {case: run_case(case, world, states=states if case == "elbo" else None) for case in CASES}
+        if world.is_main:
+            for case, tensors in trained.items():
                 save_file(tensors, str(out / f"{case}.safetensors"))
-        states = []  # resume: stop at step 10 (rank 0 writes the state, every rank reads it), continue to 20
-        straight = run_case("elbo", world, states=states)
+        # resume: rank 0 writes the state of step 10, every rank reads it and continues to step 20
         if world.is_main:
             save_train_state(out / "state", states[0], {})
         world.barrier()
         halfway, _ = load_train_state(out / "state")
         resumed = run_case("elbo", world, resume=halfway)
         if world.is_main:
-            save_file(straight, str(out / "straight.safetensors"))
+            save_file(trained["elbo"], str(out / "straight.safetensors"))
             save_file(resumed, str(out / "resumed.safetensors"))
         (out / f"rank{world.rank}.done").write_text("ok")
     finally:
@@ -188,6 +189,25 @@ def sharded_scores(method: str, batch: int, max_rows: int, world: World, dtype=t
     return render_records(rows, "jsonl", header=False)
 
 
+def sharded_evaluation(world: World) -> dict | None:
+    """``retro.inference.evaluate.evaluate`` of the scoring model, its answers and questions shared in chunks of 5."""
+    from retro.inference.evaluate import evaluate
+
+    imitator, guide, questions, answers = scoring_model()
+    with torch.no_grad():
+        return evaluate(
+            imitator,
+            questions,
+            answers,
+            guide=guide,
+            num_particles=6,
+            beam=2,
+            seed=9,
+            world=world,
+            chunk_size=5,
+        )
+
+
 def score_main(out: Path) -> None:
     world = join_from_environment(join_timeout_s=30)
     try:
@@ -196,6 +216,9 @@ def score_main(out: Path) -> None:
                 text = sharded_scores(method, batch, max_rows, world)
                 if world.is_main:
                     (out / f"{method}-{batch}-{max_rows}.jsonl").write_text(text)
+        metrics = sharded_evaluation(world)
+        if world.is_main:
+            (out / "evaluate.json").write_text(json.dumps(metrics))
         (out / f"rank{world.rank}.done").write_text("ok")
     finally:
         leave()

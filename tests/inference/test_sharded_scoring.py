@@ -19,6 +19,7 @@ from distributed_runs import (
     TESTS,
     free_port,
     rank_environment,
+    sharded_evaluation,
     sharded_scores,
 )
 
@@ -72,3 +73,11 @@ def test_float32_scores_agree_across_batch_sizes_to_1e_4(method):
     ]
     for scores in others:
         assert max(abs(a[2] - b[2]) for a, b in zip(scores, first)) <= 1e-4
+
+
+def test_evaluate_on_two_ranks_gives_the_metrics_of_one(two_rank_scores):
+    """``retro evaluate``'s library function: answers scored and questions decoded by 2 ranks in chunks of 5 give
+    the metrics of one process, to the bit."""
+    one = sharded_evaluation(SINGLE)
+    assert one["num_answers"] == 12
+    assert (two_rank_scores / "evaluate.json").read_text() == json.dumps(one)
