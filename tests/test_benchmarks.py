@@ -102,3 +102,10 @@ def test_scaling_smoke():
     for key in ("scoring_ratio_2_vs_1", "training_ratio_2_vs_1"):
         assert _positive_finite(report[key]), (key, report[key])
     assert len(report["load_average_before"]) == 3
+
+
+def test_scoring_memory_smoke():
+    report = _smoke_report("scoring_memory")
+    assert report["benchmark"] == "scoring_memory"
+    (row,) = report["results"]
+    assert row["written"] == row["answers"] == 300 and _positive_finite(row["peak_rss_mb"])
