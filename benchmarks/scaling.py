@@ -10,8 +10,10 @@
 
 Each process is started with the ``torchrun`` environment (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
 ``MASTER_PORT``) and times its work after joining (start-up excluded), after one warm-up chunk or step. The load
-average of the machine is printed beside the figures: on a shared machine the ratios mean little when it is
-high. Prints one JSON object; goals on an idle 2-core machine: scoring ratio >= 1.7, training ratio >= 1.5.
+average of the machine is printed beside the figures: on a shared machine the wall-clock ratios mean little when
+it is high, so the CPU seconds of one process (1 process vs each of 2) are printed too: on an idle machine with a
+core per process the speed-up tends to that ratio, less the time spent waiting for each other. Prints one JSON
+object; goals on an idle 2-core machine: scoring ratio >= 1.7, training ratio >= 1.5.
 
 Usage::
 
@@ -58,7 +60,7 @@ def _model(hidden: int):
     return imitator, AmortizedGuide(imitator, hidden_dim=hidden // 2)
 
 
-def _scoring_seconds(args, world, imitator) -> float:
+def _scoring_seconds(args, world, imitator) -> tuple[float, float]:
     human = make_human("typist", max_length=24)
     questions, answers = human.draw(args.answers + args.chunk * world.size, seed=1)
     pairs = [(q, a, "") for q, a in zip(questions, answers)]
@@ -73,14 +75,14 @@ def _scoring_seconds(args, world, imitator) -> float:
         chunks = score_chunks(score, pairs, args.chunk, world=world)
         next(chunks)  # warm-up: the first round (then args.answers answers are timed)
         world.barrier()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in chunks:
             pass
         world.barrier()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def _training_seconds(args, world, imitator, guide) -> float:
+def _training_seconds(args, world, imitator, guide) -> tuple[float, float]:
     questions, answers = make_human("typist", max_length=24).draw(4 * args.batch, seed=1)
 
     def run(steps: int) -> None:
@@ -89,18 +91,18 @@ def _training_seconds(args, world, imitator, guide) -> float:
 
     run(1)  # warm-up
     world.barrier()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     run(args.steps)
     world.barrier()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def _work(args) -> tuple[float, float]:
-    """This rank's part of both measurements: (scoring seconds, training seconds) after the warm-ups."""
+def _work(args) -> tuple[float, float, float, float]:
+    """This rank's part of both measurements, after the warm-ups: scoring wall and CPU seconds, then training's."""
     world = join_from_environment()
     imitator, guide = _model(args.hidden)
     try:
-        return _scoring_seconds(args, world, imitator), _training_seconds(args, world, imitator, guide)
+        return (*_scoring_seconds(args, world, imitator), *_training_seconds(args, world, imitator, guide))
     finally:
         leave()
 
@@ -111,8 +113,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _measure(size: int, argv: list[str]) -> tuple[float, float]:
-    """(scoring, training) seconds of rank 0, over ``size`` processes started with the torchrun environment."""
+def _measure(size: int, argv: list[str]) -> list[float]:
+    """Rank 0's (scoring wall, scoring CPU, training wall, training CPU) seconds, over ``size`` processes started
+    with the torchrun environment."""
     port = str(_free_port())
     processes = []
     for rank in range(size):
@@ -138,8 +141,7 @@ def _measure(size: int, argv: list[str]) -> tuple[float, float]:
     outputs = [p.communicate()[0] for p in processes]
     if any(p.returncode for p in processes):
         raise SystemExit(f"a worker failed: {outputs}")
-    scoring, training = outputs[0].strip().splitlines()[-1].split()
-    return float(scoring), float(training)
+    return [float(x) for x in outputs[0].strip().splitlines()[-1].split()]
 
 
 def main() -> None:
@@ -162,7 +164,9 @@ def main() -> None:
     seconds = {size: _measure(size, argv) for size in (1, 2)}
     load_after = os.getloadavg()
     scoring = {size: args.answers / seconds[size][0] for size in (1, 2)}
-    training = {size: args.steps * args.batch / seconds[size][1] for size in (1, 2)}
+    training = {size: args.steps * args.batch / seconds[size][2] for size in (1, 2)}
+    # CPU seconds of one process: on an idle machine (one core per process) the speed-up tends to their ratio
+    cpu_ratio = {name: seconds[1][i] / seconds[2][i] for name, i in (("scoring", 1), ("training", 3))}
     print(
         json.dumps(
             {
@@ -175,6 +179,8 @@ def main() -> None:
                 "scoring_ratio_2_vs_1": round(scoring[2] / scoring[1], 3),
                 "training_answers_per_second": {str(k): round(v, 2) for k, v in training.items()},
                 "training_ratio_2_vs_1": round(training[2] / training[1], 3),
+                "scoring_cpu_seconds_per_process_ratio_1_vs_2": round(cpu_ratio["scoring"], 3),
+                "training_cpu_seconds_per_process_ratio_1_vs_2": round(cpu_ratio["training"], 3),
                 "answers": args.answers,
                 "particles": args.particles,
                 "chunk": args.chunk,

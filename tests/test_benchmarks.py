@@ -99,7 +99,12 @@ def test_scaling_smoke():
     measured on an idle machine, see the README)."""
     report = _smoke_report("scaling")
     assert report["benchmark"] == "scaling" and report["smoke"] is True
-    for key in ("scoring_ratio_2_vs_1", "training_ratio_2_vs_1"):
+    for key in (
+        "scoring_ratio_2_vs_1",
+        "training_ratio_2_vs_1",
+        "scoring_cpu_seconds_per_process_ratio_1_vs_2",
+        "training_cpu_seconds_per_process_ratio_1_vs_2",
+    ):
         assert _positive_finite(report[key]), (key, report[key])
     assert len(report["load_average_before"]) == 3
 
