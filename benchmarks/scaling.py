@@ -44,12 +44,12 @@ from retro.models import make_imitator
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="tiny sizes (the test suite runs this)")
-    p.add_argument("--answers", type=int, default=1024)
+    p.add_argument("--answers", type=int, default=512)
     p.add_argument("--particles", type=int, default=256)
     p.add_argument("--chunk", type=int, default=16)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     return p
 
