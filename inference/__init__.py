@@ -13,6 +13,8 @@ from retro.inference.importance import importance
 from retro.inference.ais import ais
 
 # isort: split
+from retro.inference.bdmc import bdmc
+from retro.inference.compare import compare
 from retro.inference.guides import AmortizedGuide
 from retro.inference.psis import khat_threshold, pareto_khat
 from retro.inference.registry import (
@@ -28,6 +30,8 @@ from retro.inference.registry import (
 )
 from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo, Summary, summarize
 from retro.inference.sites import LatentSite, latent_sites
+from retro.inference.train import TrainConfig, train
+from retro.inference.trained import TrainedImitator, load_trained, save_trained
 
 __all__ = [
     "ais",
@@ -38,6 +42,13 @@ __all__ = [
     "LatentSite",
     "Registration",
     "Summary",
+    "TrainConfig",
+    "TrainedImitator",
+    "bdmc",
+    "compare",
+    "load_trained",
+    "save_trained",
+    "train",
     "elbo",
     "estimate",
     "estimator",

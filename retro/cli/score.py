@@ -33,6 +33,22 @@ def register(subparsers) -> None:
     )
     p.add_argument("--particles", type=int, default=None, help=f"budget per answer ({budgets})")
     p.add_argument("--steps", type=int, default=None, help="ais: annealing steps (default 48)")
+    p.add_argument(
+        "--target-stderr",
+        type=float,
+        default=None,
+        metavar="S",
+        help="adaptive budgets: per answer, as many particles as a standard error of S nats needs (pilot draws "
+        "choose, fresh draws are reported); --particles is then the maximum",
+    )
+    p.add_argument(
+        "--certify",
+        type=float,
+        default=None,
+        metavar="DELTA",
+        help="also write, per answer, a lower bound on log p that holds with probability >= 1 - DELTA "
+        "(records of kind 'certified')",
+    )
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument(
         "--out",
@@ -72,6 +88,8 @@ def score_records(
     max_rows: int | None = None,
     steps: int | None = None,
     seed: int = 0,
+    certify: float | None = None,
+    target_stderr: float | None = None,
     first_index: int = 0,
 ):
     """Run the registered estimator ``method`` over ``pairs`` (each answer keyed by its index in the input, the
@@ -94,6 +112,8 @@ def score_records(
         answer_ids=range(first_index, first_index + len(pairs.answers)),
         max_rows=max_rows or DEFAULT_MAX_ROWS,
         progress=progress,
+        certify=certify,
+        target_stderr=target_stderr,
         **options,
     )
 
@@ -137,7 +157,7 @@ def _chunk_scorer(model, args):
             args.max_rows,
             args.steps,
             args.seed,
-            first_index,
+            first_index=first_index,
         )
         return records
 
@@ -161,10 +181,13 @@ def _run(args, world) -> int:
     seed_everything(args.seed)
     model = load_model(args.model, args.device)
     netcdf = bool(args.out) and args.out.endswith(".nc")
-    if netcdf:
-        if world.size > 1:
-            raise RetroError("--out FILE.nc is written by one process (run it without torchrun)")
-        return _run_netcdf(args, model)
+    if netcdf or args.certify is not None or args.target_stderr is not None:
+        if world.size > 1 or args.resume:
+            raise RetroError(
+                "--out FILE.nc, --certify and --target-stderr run in one process, in memory "
+                "(without torchrun and --resume)"
+            )
+        return _run_in_memory(args, model)
     if args.resume and (not args.out or args.format not in ("jsonl", "csv")):
         raise RetroError("--resume continues a JSONL or CSV --out file")
     chunk_size = args.batch_size or DEFAULT_CHUNK_SIZE
@@ -185,9 +208,10 @@ def _run(args, world) -> int:
     return 0
 
 
-def _run_netcdf(args, model) -> int:
-    """The importance weights as ArviZ InferenceData (one process, in memory)."""
+def _run_in_memory(args, model) -> int:
+    """One process, everything in memory: NetCDF log weights, certified bounds, adaptive budgets."""
     pairs = load_data(args.data, model.program, args.n, args.seed)
+    netcdf = bool(args.out) and args.out.endswith(".nc")
     records, info = score_records(
         model,
         pairs,
@@ -198,14 +222,38 @@ def _run_netcdf(args, model) -> int:
         args.max_rows,
         args.steps,
         args.seed,
+        args.certify,
+        args.target_stderr,
     )
-    if info.log_weights is None:
-        raise RetroError(
-            f"{info.method} drew no importance weights to export to {args.out} "
-            "(use --method importance, elbo or ais on a model with latents)"
-        )
-    from retro.inference.psis import to_inference_data
+    if netcdf:
+        if info.log_weights is None:
+            raise RetroError(
+                f"{info.method} drew no importance weights to export to {args.out} "
+                "(use --method importance, elbo or ais on a model with latents)"
+            )
+        from retro.inference.psis import to_inference_data
 
-    to_inference_data(info.log_weights, records).to_netcdf(args.out)
-    _print_summary(summarize(records), to_stdout=False)
+        to_inference_data(info.log_weights, records).to_netcdf(args.out)
+    rows = [r.to_dict() for r in records + (info.certified or [])]
+    if args.out and not netcdf:
+        with open(args.out, "w", encoding="utf-8", newline="") as f:
+            write_records(rows, args.format, f)
+    elif not netcdf:
+        write_records(rows, args.format)
+    summary = summarize(records)
+    line = (
+        f"{summary.method}: mean log p {summary.log_prob_mean:.4f} +- {summary.stderr:.4f} nats per answer "
+        f"over {summary.num_answers} answers (mean k-hat {summary.khat_mean:.3f})"
+    )
+    if info.certified:
+        bound = sum(r.log_prob for r in info.certified) / len(info.certified)
+        line += (
+            f"; mean certified lower bound {bound:.4f} (each holds with probability >= {1 - args.certify:g})"
+        )
+    if args.target_stderr is not None and "particles" in info.diagnostics:
+        used = info.diagnostics["particles"].double()
+        pilot = info.diagnostics["pilot_particles"].double()
+        line += f"; particles per answer {used.mean():.1f} (+ {pilot.mean():.1f} in pilots)"
+    # A table on the terminal ends with its summary; machine-readable output stays pure.
+    print(line, file=sys.stdout if args.format == "table" and not args.out else sys.stderr)
     return 0
