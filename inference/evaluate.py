@@ -18,11 +18,15 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
+from retro.distributed import SINGLE, World
 from retro.errors import RetroError
 from retro.inference.decoding import MAX_ENUMERATED, beam_search
 from retro.inference.metrics import group_answers, phoneme_error_rate, word_error_rate
 from retro.inference.registry import estimate
 from retro.inference.results import summarize
+from retro.inference.scoring import DEFAULT_CHUNK_SIZE, map_chunks, record_from_dict
 from retro.inference.sites import joint_values, latent_sites
 from retro.program import StringProgram
 
@@ -47,34 +51,59 @@ def evaluate(
     seed: int | None = None,
     progress: bool = False,
     target_stderr: float | None = None,
-) -> dict[str, Any]:
+    world: World = SINGLE,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> dict[str, Any] | None:
     """The metrics of ``program`` (with its ``guide``, if any) on held-out pairs (see the module docstring).
 
     With ``target_stderr`` each answer gets as many particles, up to ``num_particles``, as a standard error of
     ``target_stderr`` nats needs (:mod:`retro.inference.adaptive`); ``particles_mean`` then says how many it
-    used on average, ``pilot_particles_mean`` how many the pilots spent."""
+    used on average, ``pilot_particles_mean`` how many the pilots spent.
+
+    The answers are scored, and the distinct questions decoded, in chunks of ``chunk_size``; in a data-parallel
+    run (``world``, see :mod:`retro.distributed`) the ranks share the chunks and rank 0 returns the metrics (the
+    same as one process: each answer's draws are keyed by ``seed`` and its index), the other ranks ``None``.
+    """
     if beam < 1:
         raise RetroError(f"beam must be >= 1, got {beam}")
     method = evaluation_method(program, questions, answers)
-    records, info = estimate(
-        method,
-        program,
-        questions,
-        answers,
-        guide=guide,
-        num_particles=num_particles,
-        seed=seed,
-        progress=progress,
-        target_stderr=None if method == "exact" else target_stderr,
-    )
+    seed = seed if seed is not None else int(torch.randint(0, 2**62, ()))
+    alone = world.size == 1
+
+    def score(chunk, first):
+        records, info = estimate(
+            method,
+            program,
+            [p[0] for p in chunk],
+            [p[1] for p in chunk],
+            guide=guide,
+            num_particles=num_particles,
+            seed=seed,
+            answer_ids=range(first, first + len(chunk)),
+            progress=progress and alone,
+            target_stderr=None if method == "exact" else target_stderr,
+        )
+        spent = [_per_answer(info, name, len(chunk)) for name in ("particles", "pilot_particles")]
+        return [(r.to_dict(), used, pilot) for r, used, pilot in zip(records, *spent)]
+
+    scored = [
+        row for part in map_chunks(score, list(zip(questions, answers)), chunk_size, world) for row in part
+    ]
+    references = group_answers(questions, answers)
+    distinct = list(references)
+
+    def decode(chunk, first):
+        return [h.answer for h in beam_search(program, chunk, beam, progress=progress and alone)]
+
+    best = [answer for part in map_chunks(decode, distinct, chunk_size, world) for answer in part]
+    if not world.is_main:
+        return None
+    records = [record_from_dict(row) for row, _, _ in scored]
     summary = summarize(records)
     codec = program.codec
     tokens = sum(len(codec.encode(a)) + 1 for a in answers)  # + 1: the EOS
     words = sum(len(a.split()) + 1 for a in answers)  # + 1: the end of the answer
     total = sum(r.log_prob for r in records)
-    references = group_answers(questions, answers)
-    distinct = list(references)
-    best = [h.answer for h in beam_search(program, distinct, beam, progress=progress)]
     return {
         "log_prob_mean": summary.log_prob_mean,
         "log_prob_stderr": summary.stderr,
@@ -88,18 +117,23 @@ def evaluate(
         "method": summary.method,
         "particles": num_particles,
         "beam": beam,
-        **_budget(info, target_stderr),
+        **_budget(scored, target_stderr),
     }
 
 
-def _budget(info, target_stderr: float | None) -> dict[str, Any]:
+def _per_answer(info, name: str, count: int) -> list[float | None]:
+    values = info.diagnostics.get(name)
+    return [float(v) for v in values.double().reshape(-1)] if values is not None else [None] * count
+
+
+def _budget(scored, target_stderr: float | None) -> dict[str, Any]:
     """What adaptive budgets spent (empty without ``target_stderr`` or when the values were exact)."""
-    if target_stderr is None or "particles" not in info.diagnostics:
+    if target_stderr is None or not scored or scored[0][1] is None:
         return {}
     return {
         "target_stderr": target_stderr,
-        "particles_mean": float(info.diagnostics["particles"].double().mean()),
-        "pilot_particles_mean": float(info.diagnostics["pilot_particles"].double().mean()),
+        "particles_mean": sum(used for _, used, _ in scored) / len(scored),
+        "pilot_particles_mean": sum(pilot for _, _, pilot in scored) / len(scored),
     }
 
 

@@ -92,3 +92,25 @@ def test_training_speed_smoke():
     assert report["benchmark"] == "training_speed" and report["steps"] == 3
     for key in ("retro_answers_per_s", "torch_answers_per_s", "ratio_retro_vs_torch"):
         assert _positive_finite(report[key]), (key, report[key])
+
+
+def test_scaling_smoke():
+    """Two processes (gloo) against one, for scoring and training: the figures exist (the ratios themselves are
+    measured on an idle machine, see the README)."""
+    report = _smoke_report("scaling")
+    assert report["benchmark"] == "scaling" and report["smoke"] is True
+    for key in (
+        "scoring_ratio_2_vs_1",
+        "training_ratio_2_vs_1",
+        "scoring_cpu_seconds_per_process_ratio_1_vs_2",
+        "training_cpu_seconds_per_process_ratio_1_vs_2",
+    ):
+        assert _positive_finite(report[key]), (key, report[key])
+    assert len(report["load_average_before"]) == 3
+
+
+def test_scoring_memory_smoke():
+    report = _smoke_report("scoring_memory")
+    assert report["benchmark"] == "scoring_memory"
+    (row,) = report["results"]
+    assert row["written"] == row["answers"] == 300 and _positive_finite(row["peak_rss_mb"])

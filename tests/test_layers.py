@@ -23,7 +23,8 @@ LAYERS = ("core", "models", "inference", "application")
 PREFIXES = {
     "models": ("retro.models",),
     "inference": ("retro.inference",),
-    "application": ("retro.cli", "retro.experiments"),
+    # retro.__main__ is the ``python -m retro`` / ``torchrun -m retro`` entry point: the command line's own door
+    "application": ("retro.cli", "retro.experiments", "retro.__main__"),
 }
 
 

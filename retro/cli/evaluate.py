@@ -39,6 +39,16 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from retro.distributed import join_from_environment, leave
+
+    world = join_from_environment()  # under torchrun the ranks share the answers and the questions to decode
+    try:
+        return _run(args, world)
+    finally:
+        leave()
+
+
+def _run(args, world) -> int:
     from retro.inference.evaluate import evaluate
 
     seed_everything(args.seed)
@@ -58,7 +68,10 @@ def run(args) -> int:
         seed=args.seed,
         progress=sys.stderr.isatty(),
         target_stderr=args.target_stderr,
+        world=world,
     )
+    if result is None:  # not rank 0
+        return 0
     result = json_ready({"model": args.model, "data": args.data, **result})
     if args.format == "json":
         print(json.dumps(result, ensure_ascii=False))

@@ -7,6 +7,7 @@ import sys
 from retro.cli.common import FORMATS, add_seed, load_data, load_model, seed_everything, write_records
 from retro.errors import RetroError
 from retro.inference import estimate, method_names, registrations, summarize
+from retro.inference.scoring import DEFAULT_CHUNK_SIZE
 from retro.inference.weights import DEFAULT_MAX_ROWS
 
 
@@ -60,6 +61,18 @@ def register(subparsers) -> None:
         default=None,
         help="particle x answer rows evaluated at once: bounds memory (default 8192)",
     )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"answers per chunk: each chunk is written when finished (default {DEFAULT_CHUNK_SIZE}); an answer's "
+        "random draws are keyed by the seed and its place in the input, whatever the chunks",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into the same --out (JSONL/CSV) from its last finished chunk",
+    )
     p.add_argument("--device", default="cpu")
     add_seed(p)
     p.set_defaults(run=run)
@@ -77,9 +90,10 @@ def score_records(
     seed: int = 0,
     certify: float | None = None,
     target_stderr: float | None = None,
+    first_index: int = 0,
 ):
-    """Run the registered estimator ``method`` over ``pairs`` (each answer keyed by its index in the input);
-    returns its :class:`~retro.inference.results.Estimate`."""
+    """Run the registered estimator ``method`` over ``pairs`` (each answer keyed by its index in the input, the
+    first being answer ``first_index``); returns its :class:`~retro.inference.results.Estimate`."""
     if particles is not None and particles < 1:
         raise RetroError(f"--particles must be >= 1, got {particles}")
     if max_rows is not None and max_rows < 1:
@@ -95,7 +109,7 @@ def score_records(
         guide=model.guide,
         num_particles=particles,
         seed=seed,
-        answer_ids=range(len(pairs.answers)),
+        answer_ids=range(first_index, first_index + len(pairs.answers)),
         max_rows=max_rows or DEFAULT_MAX_ROWS,
         progress=progress,
         certify=certify,
@@ -104,9 +118,98 @@ def score_records(
     )
 
 
+LEDGER_SETTINGS = ("model", "data", "n", "method", "proposal", "particles", "steps", "max_rows", "device")
+
+
+def _validated(pairs, program):
+    """The stream of pairs, each checked against the model's codecs and maximum length as it comes."""
+    from retro.data import Pairs
+
+    for question, answer, where in pairs:
+        Pairs([question], [answer], [where]).validate(
+            program.codec, program.max_length, program.question_codec
+        )
+        yield question, answer, where
+
+
 def run(args) -> int:
+    from retro.distributed import join_from_environment, leave
+
+    world = join_from_environment()
+    try:
+        return _run(args, world)
+    finally:
+        leave()
+
+
+def _chunk_scorer(model, args):
+    from retro.data import Pairs
+
+    def score(questions, answers, first_index):
+        pairs = Pairs(questions, answers, [""] * len(answers))
+        records, _ = score_records(
+            model,
+            pairs,
+            args.method,
+            args.proposal,
+            args.particles,
+            False,
+            args.max_rows,
+            args.steps,
+            args.seed,
+            first_index=first_index,
+        )
+        return records
+
+    return score
+
+
+def _print_summary(summary, to_stdout: bool) -> None:
+    line = (
+        f"{summary.method}: mean log p {summary.log_prob_mean:.4f} +- {summary.stderr:.4f} nats per answer "
+        f"over {summary.num_answers} answers (mean k-hat {summary.khat_mean:.3f})"
+    )
+    # A table on the terminal ends with its summary; machine-readable output stays pure.
+    print(line, file=sys.stdout if to_stdout else sys.stderr)
+
+
+def _run(args, world) -> int:
+    """Stream the answers chunk by chunk (shared across ranks under torchrun); rank 0 writes."""
+    from retro.data import iter_pairs
+    from retro.inference.scoring import record_from_dict, score_chunks, score_to_file
+
     seed_everything(args.seed)
     model = load_model(args.model, args.device)
+    netcdf = bool(args.out) and args.out.endswith(".nc")
+    if netcdf or args.certify is not None or args.target_stderr is not None:
+        if world.size > 1 or args.resume:
+            raise RetroError(
+                "--out FILE.nc, --certify and --target-stderr run in one process, in memory "
+                "(without torchrun and --resume)"
+            )
+        return _run_in_memory(args, model)
+    if args.resume and (not args.out or args.format not in ("jsonl", "csv")):
+        raise RetroError("--resume continues a JSONL or CSV --out file")
+    chunk_size = args.batch_size or DEFAULT_CHUNK_SIZE
+    pairs = _validated(iter_pairs(args.data, args.n, args.seed), model.program)
+    score = _chunk_scorer(model, args)
+    if args.out:
+        settings = {k: getattr(args, k) for k in LEDGER_SETTINGS}
+        summary = score_to_file(
+            score, pairs, args.out, args.format, settings, chunk_size, args.seed, args.resume, world
+        )
+        if summary is not None:
+            _print_summary(summary, to_stdout=False)
+        return 0
+    rows = [row for chunk in score_chunks(score, pairs, chunk_size, args.seed, world) for row in chunk]
+    if world.is_main:
+        write_records(rows, args.format)
+        _print_summary(summarize([record_from_dict(row) for row in rows]), args.format == "table")
+    return 0
+
+
+def _run_in_memory(args, model) -> int:
+    """One process, everything in memory: NetCDF log weights, certified bounds, adaptive budgets."""
     pairs = load_data(args.data, model.program, args.n, args.seed)
     netcdf = bool(args.out) and args.out.endswith(".nc")
     records, info = score_records(

@@ -119,7 +119,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--disc-lr", type=float, default=1e-3, help="adversarial: discriminator step size")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
-    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--slices",
+        type=int,
+        default=None,
+        help="cut each minibatch into this many slices, each with its own random stream (default: one per "
+        "process under torchrun); a fixed number gives the same run on any number of processes dividing it",
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: each process its local GPU)")
     add_seed(p)
     p.set_defaults(run=run)
 
@@ -158,6 +165,7 @@ SETTINGS = (  # what a resumed run takes from the saved one
     "patience",
     "steps",
     "minutes",
+    "slices",
 )
 
 
@@ -186,6 +194,17 @@ def _resumed_settings(args):
 
 
 def run(args) -> int:
+    from retro.distributed import join_from_environment, leave
+
+    world = join_from_environment()
+    try:
+        return _run(args, world)
+    finally:
+        leave()
+
+
+def _run(args, world) -> int:
+    """Every rank builds the same run; rank 0 alone writes the checkpoint, the history and the state."""
     from retro.discriminators import NeuralDiscriminator
     from retro.inference import AmortizedGuide, latent_sites
     from retro.inference.adversarial import AdversarialObjective
@@ -206,7 +225,7 @@ def run(args) -> int:
             raise RetroError(f"give {', '.join(missing)} (or --resume DIR)")
         if (Path(args.out) / CONFIG_FILE).exists() and not args.overwrite:
             raise RetroError(f"{args.out} already holds a checkpoint; pass --overwrite to replace it")
-        if args.overwrite:  # never let --resume pick up the replaced run's state
+        if args.overwrite and world.is_main:  # never let --resume pick up the replaced run's state
             shutil.rmtree(Path(args.out) / STATE_DIR, ignore_errors=True)
         args.steps = DEFAULT_STEPS if args.steps is None else args.steps
     out = Path(args.out)
@@ -216,6 +235,10 @@ def run(args) -> int:
     if args.objective in ("retrodiction", "iwae") and args.verifier:
         raise RetroError("--verifier is for the adversarial and mixed objectives")
     verifier = verifier_from_spec(args.verifier) if args.verifier else None
+    device = f"cuda:{world.local_rank}" if args.device == "cuda" and world.size > 1 else args.device
+    args.slices = (
+        args.slices if args.slices is not None else world.size
+    )  # saved: a resumed run keeps its draws
     seed_everything(args.seed)
     extra = {
         k: v for k, v in (("latent_dim", args.latent_dim), ("num_styles", args.num_styles)) if v is not None
@@ -234,14 +257,14 @@ def run(args) -> int:
         )
     except TypeError as e:
         raise RetroError(f"imitator {args.imitator!r}: {e}") from None
-    imitator.to(args.device)
+    imitator.to(device)
     pairs = load_data(args.data, imitator, args.n, args.seed)
     if args.heldout:
         train_pairs, heldout = pairs, load_data(args.heldout, imitator, None, args.seed + 1)
     else:
         train_pairs, heldout = split_pairs(pairs, 0.1, args.seed)
     guide = (
-        AmortizedGuide(imitator, hidden_dim=max(32, args.hidden_dim // 2)).to(args.device)
+        AmortizedGuide(imitator, hidden_dim=max(32, args.hidden_dim // 2)).to(device)
         if latent_sites(imitator)
         else None
     )
@@ -256,6 +279,7 @@ def run(args) -> int:
         progress=sys.stderr.isatty(),
         checkpoint_every=args.checkpoint_every,
         patience=args.patience,
+        slices=args.slices,
     )
     objective = None
     collapse_tools = args.kl_anneal != "none" or args.free_bits > 0
@@ -279,7 +303,7 @@ def run(args) -> int:
     elif args.objective in ("adversarial", "mixed"):
         discriminator = NeuralDiscriminator(
             imitator.codec, imitator.max_length, verifier=verifier, question_codec=imitator.question_codec
-        ).to(args.device)
+        ).to(device)
         objective = AdversarialObjective(
             imitator,
             discriminator,
@@ -309,6 +333,19 @@ def run(args) -> int:
     def checkpoint(train_state) -> None:
         save_train_state(out / STATE_DIR, train_state, {"settings": settings})
 
+    if not world.is_main:  # the other ranks train in step with rank 0 and write nothing
+        train(
+            imitator,
+            train_pairs.questions,
+            train_pairs.answers,
+            guide=guide,
+            heldout=(heldout.questions, heldout.answers),
+            config=config,
+            objective=objective,
+            resume=state,
+            world=world,
+        )
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     with open(out / HISTORY_FILE, "w", encoding="utf-8") as log:  # one line per evaluation, as they come
         for row in state.history if state is not None else []:
@@ -330,6 +367,7 @@ def run(args) -> int:
             on_evaluate=append,
             on_checkpoint=checkpoint,
             resume=state,
+            world=world,
         )
     print(
         json.dumps(
