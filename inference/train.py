@@ -8,6 +8,7 @@ ELBO is computed exactly (no score-function noise, non-zero gradients for the gu
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,12 @@ from retro.inference.collapse import collapse_diagnostics
 from retro.inference.guides import AmortizedGuide
 from retro.inference.importance import importance
 from retro.inference.results import summarize
+from retro.inference.schedules import (
+    COSINE_FINAL_FRACTION,
+    LR_SCHEDULES,
+    schedule_progress,
+    scheduled_learning_rate,
+)
 from retro.inference.train_state import TrainState
 from retro.program import StringProgram
 
@@ -37,17 +44,11 @@ __all__ = [
 ]
 
 
-LR_SCHEDULES = ("constant", "cosine")
-COSINE_FINAL_FRACTION = 0.02
-
-
-def learning_rate_at(config: TrainConfig, step: int) -> float:
-    """The step size of optimizer step ``step`` (1-based) under ``config.lr_schedule``."""
-    if config.lr_schedule == "constant" or config.steps == 1:
-        return config.learning_rate
-    progress = min(1.0, (step - 1) / (config.steps - 1))
-    fraction = COSINE_FINAL_FRACTION + (1 - COSINE_FINAL_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
-    return config.learning_rate * fraction
+def learning_rate_at(config: TrainConfig, step: int, seconds: float = 0.0) -> float:
+    """The step size of optimizer step ``step`` (1-based), ``seconds`` into training, under ``config.lr_schedule``
+    (by step when ``config.steps`` is set, else by the share of the ``config.minutes`` budget spent)."""
+    progress = schedule_progress(step, config.steps, seconds, config.minutes)
+    return scheduled_learning_rate(config.lr_schedule, config.learning_rate, progress)
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,15 @@ class TrainConfig:
     """Settings of :func:`train`.
 
     Attributes:
-        steps: optimizer steps (at most; ``minutes`` may stop earlier).
+        steps: optimizer steps (at most; ``minutes`` may stop earlier), or ``None``: as many as ``minutes`` allows
+            (the budget then counts training seconds over resumed runs too).
         batch_size: answers per step.
         learning_rate: Adam step size (the peak one, under a schedule).
         lr_schedule: ``"constant"``, or ``"cosine"``: the step size falls along a half cosine from
             ``learning_rate`` at step 1 to :data:`COSINE_FINAL_FRACTION` of it at step ``steps`` (a function of the
-            step alone, so a resumed run follows it exactly). Give ``steps`` that ``minutes`` lets the run reach.
+            step alone, so a resumed run follows it exactly), or, without ``steps``, at the end of the ``minutes``
+            budget (a function of training seconds, which the training state keeps; see
+            :mod:`retro.inference.schedules`).
         minutes: wall-time cap, or ``None``.
         eval_every: steps between held-out evaluations (and at the end).
         eval_particles: particles of the guide importance estimate of held-out log p.
@@ -72,7 +76,7 @@ class TrainConfig:
             held-out log p (early stopping), or ``None``.
     """
 
-    steps: int = 2000
+    steps: int | None = 2000
     batch_size: int = 64
     learning_rate: float = 3e-3
     lr_schedule: str = "constant"
@@ -86,8 +90,12 @@ class TrainConfig:
     patience: int | None = None
 
     def __post_init__(self):
+        if self.steps is None and self.minutes is None:
+            raise RetroError("training: give steps, minutes, or both")
         for name in ("steps", "batch_size", "eval_every", "eval_particles", "eval_answers"):
             value = getattr(self, name)
+            if name == "steps" and value is None:
+                continue
             if int(value) != value or value < 1:
                 raise RetroError(f"training: {name} must be a positive integer, got {value}")
         for name in ("checkpoint_every", "patience"):
@@ -230,7 +238,11 @@ def train(
         if resume.cuda_rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(resume.cuda_rng)
     start = time.monotonic()
-    deadline = start + 60 * config.minutes if config.minutes else math.inf
+    # Without steps, minutes is the whole run's budget (resumed runs included); with steps, a cap on this call.
+    budget = (
+        60 * config.minutes - (seconds_before if config.steps is None else 0.0) if config.minutes else None
+    )
+    deadline = start + budget if budget is not None else math.inf
     bar = tqdm(
         total=config.steps, initial=first_step - 1, desc="train", unit="step", disable=not config.progress
     )
@@ -285,7 +297,10 @@ def train(
     step = first_step - 1
     try:  # whatever stops the run (an error, Ctrl-C), the modules end in eval mode: no dropout when scored
         _set_training(modules, True)
-        for step in range(first_step, config.steps + 1):
+        steps = (
+            range(first_step, config.steps + 1) if config.steps is not None else itertools.count(first_step)
+        )
+        for step in steps:
             if cursor + config.batch_size > len(order):
                 order, cursor = torch.randperm(len(answers)), 0
             index = order[cursor : cursor + config.batch_size]
@@ -300,7 +315,7 @@ def train(
             optimizer.zero_grad()
             loss.backward()
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(config, step)
+                group["lr"] = learning_rate_at(config, step, seconds_before + time.monotonic() - start)
             optimizer.step()
             running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
             bar.update(1)

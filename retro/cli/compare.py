@@ -29,7 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--budgets", default="10,100,1000", help="comma-separated budgets (default 10,100,1000)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument(
-        "--plot", default=None, help="write a PNG of error (or estimate) against seconds per answer"
+        "--plot",
+        default=None,
+        help="write a PNG of error (or estimate) against seconds per answer (default: none)",
     )
     p.add_argument("--device", default="cpu")
     add_seed(p)

@@ -34,7 +34,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
-    p.add_argument("--n", type=int, default=None, help="evaluate the first N pairs (or draw N from a human)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="evaluate the first N pairs, or draw N from a human (default: all; 1000)",
+    )
     p.add_argument("--particles", type=int, default=500, help="importance particles per answer (default 500)")
     p.add_argument("--beam", type=int, default=8, help="beam size of the 1-best decoding (default 8)")
     p.add_argument("--format", choices=("json", "table"), default="json")

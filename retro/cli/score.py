@@ -19,7 +19,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
-    p.add_argument("--n", type=int, default=None, help="score the first N pairs (or draw N from a human)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="score the first N pairs, or draw N from a human (default: all; 1000)",
+    )
     p.add_argument("--method", choices=METHODS, default="importance")
     p.add_argument(
         "--proposal",
@@ -38,7 +43,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="write to this file instead of stdout; FILE.nc: ArviZ InferenceData with the log weights",
+        help="write to this file instead of stdout; FILE.nc: ArviZ InferenceData with the log weights "
+        "(default: stdout)",
     )
     p.add_argument(
         "--max-rows",
