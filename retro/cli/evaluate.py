@@ -8,17 +8,18 @@
   ``perplexity_per_word``: the same per whitespace-separated word plus one for the end (per phoneme, for G2P).
 * ``wer`` / ``per``: the 1-best answer per distinct question (beam search, latents at the prior mode, see
   :mod:`retro.inference.decoding`) against that question's human answers: WER counts questions whose 1-best equals
-  none of them; PER is the corpus token error rate against the closest one, over whitespace-separated tokens
-  (see :mod:`retro.inference.metrics`).
+  none of them; PER is the corpus error rate against the closest one in the answer codec's units, named in
+  ``per_name``: the symbol error rate for a symbol codec (phonemes, for G2P), the character error rate for byte and
+  alphabet codecs (see :mod:`retro.inference.metrics`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import sys
 
 from retro.cli.common import add_seed, json_ready, load_data, load_model, seed_everything, write_records
+from retro.cli.progress import add_quiet, show_progress
 from retro.cli.score import score_records
 from retro.errors import RetroError
 
@@ -44,6 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--beam", type=int, default=8, help="beam size of the 1-best decoding (default 8)")
     p.add_argument("--format", choices=("json", "table"), default="json")
     p.add_argument("--device", default="cpu")
+    add_quiet(p)
     add_seed(p)
     p.set_defaults(run=run)
 
@@ -62,7 +64,7 @@ def _method(program, pairs) -> str:
 def evaluate(model, pairs, particles: int = 500, beam: int = 8, progress: bool = False) -> dict:
     """The metrics of a loaded model (:func:`retro.cli.common.load_model`) on ``pairs`` (see module docstring)."""
     from retro.inference.decoding import beam_search
-    from retro.inference.metrics import group_answers, phoneme_error_rate, word_error_rate
+    from retro.inference.metrics import error_units, group_answers, token_error_rate, word_error_rate
     from retro.inference.results import summarize
 
     if beam < 1:
@@ -70,6 +72,7 @@ def evaluate(model, pairs, particles: int = 500, beam: int = 8, progress: bool =
     records, _ = score_records(model, pairs, _method(model.program, pairs), None, particles, progress)
     summary = summarize(records)
     codec = model.program.codec
+    units = error_units(codec)
     tokens = sum(len(codec.encode(a)) + 1 for a in pairs.answers)  # + 1: the EOS
     words = sum(len(a.split()) + 1 for a in pairs.answers)  # + 1: the end of the answer
     total = sum(r.log_prob for r in records)
@@ -82,7 +85,8 @@ def evaluate(model, pairs, particles: int = 500, beam: int = 8, progress: bool =
         "perplexity_per_token": _exp(-total / tokens),
         "perplexity_per_word": _exp(-total / words),
         "wer": word_error_rate(questions, best, references),
-        "per": phoneme_error_rate(questions, best, references),
+        "per": token_error_rate(questions, best, references, units.tokenize),
+        "per_name": units.name,
         "num_answers": len(records),
         "num_questions": len(questions),
         "num_tokens": tokens,
@@ -103,7 +107,7 @@ def run(args) -> int:
     seed_everything(args.seed)
     model = load_model(args.model, args.device)
     pairs = load_data(args.data, model.program, args.n, args.seed)
-    result = evaluate(model, pairs, args.particles, args.beam, sys.stderr.isatty())
+    result = evaluate(model, pairs, args.particles, args.beam, show_progress(args))
     result = json_ready({"model": args.model, "data": args.data, **result})
     if args.format == "json":
         print(json.dumps(result, ensure_ascii=False))

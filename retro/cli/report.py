@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from retro.cli.common import add_seed, json_ready, load_data, load_model, seed_everything
+from retro.cli.progress import add_quiet, show_progress
 
 
 def register(subparsers) -> None:
@@ -33,6 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--png", default=None, help="also save the report as a PNG figure here (default: none)")
     p.add_argument("--details", action="store_true", help="include per-question p-values and log p values")
     p.add_argument("--device", default="cpu")
+    add_quiet(p)
     add_seed(p)
     p.set_defaults(run=run)
 
@@ -55,7 +56,7 @@ def run(args) -> int:
         num_particles=args.particles,
         discriminator_steps=args.disc_steps,
         seed=args.seed,
-        progress=sys.stderr.isatty(),
+        progress=show_progress(args),
     )
     if args.png:
         plot_report(report, args.png, title=args.model)

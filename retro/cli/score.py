@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from retro.cli.common import FORMATS, add_seed, load_data, load_model, seed_everything, write_records
+from retro.cli.progress import add_quiet, show_progress
 from retro.errors import RetroError
 from retro.inference.results import summarize
 
@@ -53,6 +54,7 @@ def register(subparsers) -> None:
         help="particle x answer rows evaluated at once: bounds memory (default 8192)",
     )
     p.add_argument("--device", default="cpu")
+    add_quiet(p)
     add_seed(p)
     p.set_defaults(run=run)
 
@@ -142,7 +144,7 @@ def run(args) -> int:
         args.method,
         args.proposal,
         args.particles,
-        sys.stderr.isatty(),
+        show_progress(args),
         args.max_rows,
         args.steps,
     )

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import json
+import re
 import shlex
+import sys
 
 import pytest
 
@@ -106,3 +109,37 @@ def test_builtin_dataset_carries_its_recommended_settings(tmp_path, capsys):
         saved["info"]["config"]["lr_schedule"] == "cosine"
         and saved["info"]["config"]["learning_rate"] == 2e-3
     )
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal (where a user watches the bar)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+ETA = re.compile(r"\d+%\|.*\[\d\d:\d\d<")  # tqdm's "12%|##  | 3/25 [00:01<00:07, ...]": elapsed<time left
+
+SLOW_COMMANDS = [
+    "score --model human:typist --data human:typist --n 3 --particles 20 --format jsonl",
+    "evaluate --model human:arithmetic --data human:arithmetic --n 3 --beam 2",
+    "compare --model human:typist --data human:typist --n 3 --methods importance[prior] --budgets 5,10",
+    "bdmc --model human:typist --n 2 --steps 3 --chains 4",
+    "report --model human:arithmetic --data human:arithmetic --n 6 --samples 3 --particles 5 --disc-steps 3",
+]
+
+
+@pytest.mark.parametrize("command", SLOW_COMMANDS, ids=lambda c: c.split()[0])
+def test_long_commands_show_a_bar_with_time_left_on_a_terminal_only(monkeypatch, capsys, command):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(shlex.split(command)) == 0 and ETA.search(terminal.getvalue())
+    if command != SLOW_COMMANDS[0]:
+        return  # the choice is one function (retro.cli.progress.show_progress): test it once
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    assert main(shlex.split(command + " --quiet")) == 0 and not ETA.search(quiet.getvalue())
+    monkeypatch.undo()
+    capsys.readouterr()
+    code, _, err = run(capsys, command)  # a pipe, not a terminal
+    assert code == 0 and not ETA.search(err)
