@@ -157,6 +157,8 @@ def _collapse_row(imitator, guide, heldout, config: TrainConfig) -> dict[str, An
         "kl": diagnostics.kl,
         "mutual_information": diagnostics.mutual_information,
         "active_units": diagnostics.active_units,
+        "latent_usage": diagnostics.usage,
+        "unused_latents": list(diagnostics.unused),
     }
 
 

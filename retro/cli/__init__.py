@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from retro.cli import bdmc, compare, demo, evaluate, experiment, listing, report, sample, score, train
 from retro.cli.parser import RetroArgumentParser, UsageError, show_defaults, unknown_arguments_error
+from retro.cli.plugins import COMMANDS_WITH_PLUGINS, add_plugin_options, load_user_imitators
 from retro.errors import RetroError
 
 __all__ = ["main", "build_parser"]
@@ -32,6 +33,8 @@ def build_parser() -> RetroArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
+    for name in COMMANDS_WITH_PLUGINS:
+        add_plugin_options(subparsers.choices[name])
     show_defaults(parser)
     return parser
 
@@ -57,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{e}", file=sys.stderr)
         return 2
     try:
+        load_user_imitators(args)
         return args.run(args) or 0
     except RetroError as e:
         print(f"retro {args.command}: error: {e}", file=sys.stderr)

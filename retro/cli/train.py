@@ -300,7 +300,7 @@ def run(args) -> int:
     from retro.inference.train import TrainConfig, train
     from retro.inference.train_state import save_train_state
     from retro.inference.trained import save_trained
-    from retro.models import make_imitator
+    from retro.models import accepted_hyperparameters, make_imitator
     from retro.verifiers import verifier_from_spec
 
     state = None
@@ -331,15 +331,18 @@ def run(args) -> int:
     pairs = load_pairs(args.data, n=args.n, seed=args.seed)
     if state is None:
         _settle_settings(args, pairs, codecs[0] if codecs is not None else ByteCodec())
+    # Your own imitator gets max_length, hidden_dim, decoder and dropout only where its constructor takes them.
+    constructor_settings = accepted_hyperparameters(
+        args.imitator,
+        {
+            "max_length": args.max_length,
+            "hidden_dim": args.hidden_dim,
+            "decoder": args.decoder,
+            "dropout": args.dropout,
+        },
+    )
     try:
-        imitator = make_imitator(
-            args.imitator,
-            max_length=args.max_length,
-            hidden_dim=args.hidden_dim,
-            decoder=args.decoder,
-            dropout=args.dropout or 0.0,
-            **extra,
-        )
+        imitator = make_imitator(args.imitator, **constructor_settings, **extra)
     except TypeError as e:
         raise RetroError(f"imitator {args.imitator!r}: {e}") from None
     imitator.to(args.device)
@@ -439,6 +442,7 @@ def run(args) -> int:
             on_checkpoint=checkpoint,
             resume=state,
         )
+    _warn_unused_latents(report.history)
     print(
         json.dumps(
             {
@@ -453,3 +457,20 @@ def run(args) -> int:
         )
     )
     return 0
+
+
+def _warn_unused_latents(history) -> None:
+    """A warning on stderr when the last evaluation found a latent unused (its posterior is its prior)."""
+    last = next((row for row in reversed(history) if "unused_latents" in row), None)
+    for name in last["unused_latents"] if last else []:
+        usage = last["latent_usage"][name]
+        measure = (
+            f"I({name}; answer) = {usage['mutual_information']:.3f} nats"
+            if "mutual_information" in usage
+            else "0 active units"
+        )
+        print(
+            f"retro train: warning: latent {name!r} is unused at step {last['step']} ({measure}): its posterior "
+            "is its prior, so it does not help the score (continuous latents: try --free-bits, --kl-anneal)",
+            file=sys.stderr,
+        )
