@@ -13,6 +13,8 @@ from retro.experiments.sudoku import ConstraintImitator, UniformFillImitator, ru
 from retro.experiments.sudoku_grids import count_solutions, is_solution
 from retro.inference import exact
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: CI runs it, `-m "not slow"` skips it
+
 PUZZLE = "1.3..4....2....."  # a 4x4 puzzle with several solutions
 
 
