@@ -82,8 +82,12 @@ class AdversarialObjective(nn.Module):
         self.baseline_decay, self.samples = baseline_decay, int(samples_per_question)
         self.baseline: float | None = None
         self.last: dict[str, float] = {}
+        self._sums: dict[str, tuple[float, int]] = {}  # this step's per-slice means, until finish_step
+        self._pending_guide: list[torch.Tensor] | None = None
 
     def forward(self, questions: StringBatch, answers: StringBatch) -> torch.Tensor:
+        """The generator's loss on this minibatch (or slice of one); the discriminator's and the guide's gradients
+        accumulate here and are applied by :meth:`finish_step`, once per optimizer step."""
         repeated = repeat_questions(questions, self.samples)
         fake, log_prob = sample_with_log_prob(self.imitator, repeated)
         with (
@@ -92,18 +96,15 @@ class AdversarialObjective(nn.Module):
             reward = self.discriminator.logits(repeated, fake).to(log_prob.device, log_prob.dtype)
         if self.disc_optimizer is not None:
             disc_loss = discriminator_loss(self.discriminator, (questions, answers), (repeated, fake))
-            self.disc_optimizer.zero_grad()
             disc_loss.backward()
-            self.disc_optimizer.step()
-            self.last["discriminator_loss"] = disc_loss.item()
+            self._tally("discriminator_loss", disc_loss.item())
         mean_reward = reward.mean().item()
-        self.last["reward"] = mean_reward
+        self._tally("reward", mean_reward)
         if self.samples > 1:  # leave-one-out: the mean reward of the question's other answers
             per_question = reward.reshape(self.samples, len(questions))
             baseline = ((per_question.sum(0, keepdim=True) - per_question) / (self.samples - 1)).reshape(-1)
-        else:
+        else:  # the moving average of past steps' mean rewards (this minibatch's own at the first step)
             baseline = mean_reward if self.baseline is None else self.baseline
-            self.baseline = self.baseline_decay * baseline + (1 - self.baseline_decay) * mean_reward
         loss = -self.adversarial_weight * ((reward - baseline) * log_prob).mean()
         if self.elbo is not None:
             negative_elbo = self.elbo(questions, answers) / len(answers)
@@ -112,10 +113,49 @@ class AdversarialObjective(nn.Module):
             ):  # fit the guide only: the imitator is not trained by the ELBO
                 guide_params = list(self.guide.parameters())
                 grads = torch.autograd.grad(negative_elbo, guide_params, allow_unused=True)
-                self.guide_optimizer.zero_grad()
-                for p, g in zip(guide_params, grads):
-                    p.grad = g
-                self.guide_optimizer.step()
+                for held, g in zip(self._guide_grads(), grads):
+                    if g is not None:
+                        held.add_(g)
             else:
                 loss = loss + self.retrodiction_weight * negative_elbo
         return loss
+
+    def _tally(self, name: str, value: float) -> None:
+        total, count = self._sums.get(name, (0.0, 0))
+        self._sums[name] = (total + value, count + 1)
+
+    def _guide_grads(self) -> list[torch.Tensor]:
+        if self._pending_guide is None:
+            self._pending_guide = [torch.zeros_like(p) for p in self.guide.parameters()]
+        return self._pending_guide
+
+    def finish_step(self, average) -> None:
+        """After the generator's step: average the discriminator's and the guide's gradients over the step's
+        slices (and processes), step their optimizers, and update the reward baseline and the reported means."""
+        names = sorted(self._sums)
+        sums = torch.tensor([self._sums[n][0] for n in names], dtype=torch.float64)  # over this rank's slices
+        if self.disc_optimizer is not None:
+            params = list(self.discriminator.parameters())
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            average([p.grad for p in params] + [sums])
+            self.disc_optimizer.step()
+            self.disc_optimizer.zero_grad(set_to_none=True)
+        else:
+            average([sums])
+        if self.guide_optimizer is not None and self._pending_guide is not None:
+            average(self._pending_guide)
+            for p, g in zip(self.guide.parameters(), self._pending_guide):
+                p.grad = g
+            self.guide_optimizer.step()
+            self.guide_optimizer.zero_grad(set_to_none=True)
+            self._pending_guide = None
+        self.last = {
+            n: float(m) for n, m in zip(names, sums)
+        }  # summed over all slices, divided by their number
+        self._sums = {}
+        if self.samples == 1:
+            reward = self.last["reward"]
+            previous = reward if self.baseline is None else self.baseline
+            self.baseline = self.baseline_decay * previous + (1 - self.baseline_decay) * reward

@@ -105,7 +105,8 @@ class CollapseAwareELBO(nn.Module):
         schedule: ``"none"``, ``"linear"`` or ``"cyclical"`` KL annealing.
         warmup: linear schedule: steps until ``beta = 1``.
         cycle, ratio: cyclical schedule: cycle length in steps, and the part of each cycle spent ramping.
-        free_bits: nats per dimension below which a dimension's (minibatch-mean) KL is not penalized.
+        free_bits: nats per dimension below which a dimension's (minibatch-mean) KL is not penalized. In a
+            data-parallel run the floor applies to each slice's mean (each process's share of the minibatch).
 
     The step counter is a buffer, so it is saved with training states and a resumed run keeps its schedule.
     """
@@ -149,8 +150,7 @@ class CollapseAwareELBO(nn.Module):
         self.last: dict[str, float] = {}
 
     def forward(self, questions: StringBatch, answers: StringBatch) -> torch.Tensor:
-        self.step += 1
-        beta = kl_weight(int(self.step), self.schedule, self.warmup, self.cycle, self.ratio)
+        beta = kl_weight(int(self.step) + 1, self.schedule, self.warmup, self.cycle, self.ratio)
         guide_trace, model_trace = _traces(self.imitator, self.guide, questions, answers)
         site = model_trace.nodes[ANSWER_SITE]
         reconstruction = site["fn"].log_prob(site["value"]).reshape(len(answers))
@@ -159,6 +159,10 @@ class CollapseAwareELBO(nn.Module):
         penalized = per_dimension.clamp(min=self.free_bits) if self.free_bits > 0 else per_dimension
         self.last = {"kl_weight": beta, "train_kl": float(per_dimension.detach().sum())}
         return -reconstruction.mean() + beta * penalized.sum()
+
+    def finish_step(self, average) -> None:
+        """Count the optimizer step (the schedule follows steps, not calls: a step may have several slices)."""
+        self.step += 1
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ ELBO is computed exactly (no score-function noise, non-zero gradients for the gu
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import math
 import time
@@ -19,6 +20,7 @@ import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO, config_enumerate
 from tqdm import tqdm
 
+from retro.distributed import World, current_world
 from retro.errors import RetroError
 from retro.inference.collapse import collapse_diagnostics
 from retro.inference.guides import AmortizedGuide
@@ -41,6 +43,7 @@ __all__ = [
     "learning_rate_at",
     "LR_SCHEDULES",
     "COSINE_FINAL_FRACTION",
+    "random_key",
 ]
 
 
@@ -74,6 +77,10 @@ class TrainConfig:
         checkpoint_every: steps between training-state checkpoints (``on_checkpoint``), or ``None``.
         patience: with the default (retrodiction) objective, stop after this many evaluations without a new best
             held-out log p (early stopping), or ``None``.
+        slices: each minibatch is cut into this many equal slices, each with its own random stream keyed by
+            (seed, step, slice), their gradients averaged; ``None``: one per process. A run on ``R`` processes
+            needs a multiple of ``R`` (each process takes ``slices / R`` of them), so a fixed ``slices`` gives the
+            same training whatever the number of processes (up to the order of floating-point sums).
     """
 
     steps: int | None = 2000
@@ -88,6 +95,7 @@ class TrainConfig:
     progress: bool = True
     checkpoint_every: int | None = None
     patience: int | None = None
+    slices: int | None = None
 
     def __post_init__(self):
         if self.steps is None and self.minutes is None:
@@ -98,7 +106,7 @@ class TrainConfig:
                 continue
             if int(value) != value or value < 1:
                 raise RetroError(f"training: {name} must be a positive integer, got {value}")
-        for name in ("checkpoint_every", "patience"):
+        for name in ("checkpoint_every", "patience", "slices"):
             value = getattr(self, name)
             if value is not None and (int(value) != value or value < 1):
                 raise RetroError(f"training: {name} must be a positive integer, got {value}")
@@ -138,6 +146,12 @@ def elbo_loss(imitator: StringProgram, guide: AmortizedGuide | None):
     return Trace_ELBO(max_plate_nesting=1)(imitator.model, guide if guide is not None else _no_guide)
 
 
+def random_key(seed: int, *parts: int | str) -> int:
+    """A 63-bit seed for the random stream named by ``(seed, *parts)`` (e.g. a step and a slice of it)."""
+    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
 def _heldout_log_prob(imitator, guide, heldout, config: TrainConfig) -> tuple[float, float]:
     questions, answers = heldout
     questions, answers = list(questions[: config.eval_answers]), list(answers[: config.eval_answers])
@@ -162,6 +176,241 @@ def _collapse_row(imitator, guide, heldout, config: TrainConfig) -> dict[str, An
     }
 
 
+Objective = Callable[[Any, Any], torch.Tensor]
+
+
+def _default_objective(imitator: StringProgram, guide: AmortizedGuide | None) -> Objective:
+    negative_elbo = elbo_loss(imitator, guide)
+
+    def objective(q_batch, a_batch):
+        return negative_elbo(q_batch, a_batch) / len(a_batch)
+
+    return objective
+
+
+@dataclass
+class _Position:
+    """Where the run is: the minibatch order and cursor, the loss average, the early-stopping counter."""
+
+    order: torch.Tensor
+    cursor: int = 0
+    running: float | None = None
+    waited: int = 0
+    seconds_before: float = 0.0
+    best_parameters: dict[str, torch.Tensor] | None = None
+
+
+class _Run:
+    """One training run's parts: the gradient step, evaluation (with early stopping) and snapshots.
+
+    Every rank builds one; rank 0 alone evaluates, calls the callbacks and decides when to stop. The randomness
+    of a step is keyed by (seed, step, slice), and the minibatch order by (seed, step of the reshuffle), so every
+    rank knows every minibatch without talking, and a resumed run continues exactly.
+    """
+
+    def __init__(
+        self,
+        imitator,
+        guide,
+        objective,
+        modules,
+        config: TrainConfig,
+        world: World,
+        size: int,
+        retrodiction: bool,
+    ):
+        self.imitator, self.guide, self.objective, self.modules = imitator, guide, objective, modules
+        self.retrodiction = retrodiction
+        self.config, self.world, self.size = config, world, size
+        self.slices = config.slices if config.slices is not None else world.size
+        if self.slices % world.size:
+            raise RetroError(
+                f"training: {self.slices} slices per minibatch cannot be shared by {world.size} processes"
+            )
+        if config.batch_size % self.slices:
+            raise RetroError(
+                f"training: the batch size {config.batch_size} is not divisible into {self.slices} equal slices "
+                f"(one or more per process, {world.size} processes)"
+            )
+        params = list(imitator.parameters()) + (list(guide.parameters()) if guide is not None else [])
+        self.params = params
+        self.optimizer = torch.optim.Adam(params, lr=config.learning_rate)
+        self.every_parameter = list(
+            {id(p): p for m in modules.values() if m is not None for p in m.parameters()}.values()
+        )
+        self.position = _Position(order=self._shuffled(0))
+        self.report = TrainReport()
+
+    # -- minibatches and the gradient step -------------------------------------------------------------------------
+
+    def _shuffled(self, step: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(random_key(self.config.seed, "order", step))
+        return torch.randperm(self.size, generator=generator)
+
+    def _minibatch(self, step: int) -> torch.Tensor:
+        position, batch = self.position, self.config.batch_size
+        if position.cursor + batch > len(position.order):
+            position.order, position.cursor = self._shuffled(step), 0
+        index = position.order[position.cursor : position.cursor + batch]
+        position.cursor += batch
+        return index
+
+    def _my_slices(self, index: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+        per_rank, width = self.slices // self.world.size, len(index) // self.slices
+        first = self.world.rank * per_rank
+        return [(s, index[s * width : (s + 1) * width]) for s in range(first, first + per_rank)]
+
+    def step(self, step: int, questions, answers, seconds: float = 0.0) -> None:
+        """One optimizer step on the next global minibatch: this rank's slices, gradients averaged over all
+        (``seconds``: training time so far, which a schedule without a step count follows)."""
+        index = self._minibatch(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        local_loss = torch.zeros((), dtype=torch.float64)
+        for s, part in self._my_slices(index):
+            torch.manual_seed(random_key(self.config.seed, "step", step, s))
+            loss = self.objective(questions[part], answers[part])
+            if torch.isfinite(loss):
+                loss.backward()
+            local_loss += loss.detach().double().cpu()
+        loss = self._average_gradients(local_loss)
+        if not math.isfinite(loss):
+            raise RetroError(
+                f"training stopped at step {step}: the loss is {loss} "
+                "(the best parameters so far and the last checkpoint are kept)"
+            )
+        rate = learning_rate_at(self.config, step, self._shared_seconds(seconds))
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        self.optimizer.step()
+        finish = getattr(self.objective, "finish_step", None)
+        if finish is not None:  # e.g. the adversarial discriminator's own step, on the averaged gradient
+            finish(self.average)
+        running = self.position.running
+        self.position.running = loss if running is None else 0.95 * running + 0.05 * loss
+
+    def _shared_seconds(self, seconds: float) -> float:
+        """Rank 0's clock when the schedule follows the time: every rank must take the same step size."""
+        if self.config.steps is not None or self.config.lr_schedule == "constant" or self.world.size == 1:
+            return seconds
+        shared = torch.tensor([seconds], dtype=torch.float64)
+        self.world.broadcast_([shared])
+        return float(shared)
+
+    def average(self, tensors: list[torch.Tensor]) -> None:
+        """Replace each tensor by its mean over the step's slices (summed over ranks, divided by the slices)."""
+        self.world.sum_(tensors)
+        for t in tensors:
+            t.div_(self.slices)
+
+    def _average_gradients(self, local_loss: torch.Tensor) -> float:
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if self.world.size > 1 and len(grads) != len(self.params):  # every rank must send the same shapes
+            for p in self.params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            grads = [p.grad for p in self.params]
+        loss = local_loss.reshape(1)
+        self.average(grads + [loss])
+        return loss.item()
+
+    # -- evaluation and early stopping -----------------------------------------------------------------------------
+
+    def evaluate(self, step: int, heldout, clock: Callable[[], float], on_evaluate, on_improve) -> None:
+        """Check the parameters agree across ranks; rank 0 scores held-out data and keeps the best parameters."""
+        if not self.world.identical(self.every_parameter):
+            raise RetroError(f"training: the parameters differ between processes at step {step}")
+        if not self.world.is_main:
+            return
+        _set_training(self.modules, False)  # dropout off: held-out scores are of the model, not a thinned one
+        torch.manual_seed(random_key(self.config.seed, "evaluate", step))
+        row = self._evaluation_row(step, heldout, round(clock(), 2))
+        self.report.history.append(row)
+        if on_evaluate is not None:
+            on_evaluate(row)
+        self._keep_if_best(step, row, on_improve)
+        _set_training(self.modules, True)
+
+    def _evaluation_row(self, step: int, heldout, seconds: float) -> dict[str, Any]:
+        row: dict[str, Any] = {"step": step, "seconds": seconds, "loss": self.position.running}
+        row.update(getattr(self.objective, "last", {}))
+        if heldout is not None:
+            row["heldout_log_prob"], row["heldout_stderr"] = _heldout_log_prob(
+                self.imitator, self.guide, heldout, self.config
+            )
+            if self.guide is not None and self.guide.sites:  # posterior collapse, visible as it happens
+                row.update(_collapse_row(self.imitator, self.guide, heldout, self.config))
+        return row
+
+    def _keep_if_best(self, step: int, row: dict[str, Any], on_improve) -> None:
+        """A new best (always, for an objective not judged by held-out log p) is kept; else one more wait."""
+        position, report = self.position, self.report
+        running = position.running
+        score = row.get("heldout_log_prob", -(running if running is not None else math.inf))
+        if position.best_parameters is None or score > report.best_heldout or not self.retrodiction:
+            report.best_heldout, report.best_step, position.waited = score, step, 0
+            position.best_parameters = _parameters(self.modules)
+            if on_improve is not None:
+                on_improve(report)
+        else:
+            position.waited += 1
+
+    def patience_spent(self) -> bool:
+        patience = self.config.patience
+        return patience is not None and self.retrodiction and self.position.waited >= patience
+
+    # -- snapshots -------------------------------------------------------------------------------------------------
+
+    def snapshot(self, step: int, seconds: float) -> TrainState:
+        position, report = self.position, self.report
+        return TrainState(
+            step=step,
+            cursor=position.cursor,
+            order=position.order,
+            running=position.running,
+            history=list(report.history),
+            best_heldout=report.best_heldout,
+            best_step=report.best_step,
+            evaluations_since_best=position.waited,
+            seconds=seconds,
+            rng=torch.get_rng_state(),
+            parameters=_parameters(self.modules),
+            best_parameters=position.best_parameters
+            if position.best_parameters is not None
+            else _parameters(self.modules),
+            optimizer=copy.deepcopy(self.optimizer.state_dict()),  # the live state changes in place
+            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        )
+
+    def restore(self, state: TrainState) -> int:
+        """Continue from ``state``; returns the first step to run."""
+        _load_parameters(self.modules, state.parameters)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.position = _Position(
+            order=state.order,
+            cursor=state.cursor,
+            running=state.running,
+            waited=state.evaluations_since_best,
+            seconds_before=state.seconds,
+            best_parameters=state.best_parameters,
+        )
+        report = self.report
+        report.history, report.best_heldout, report.best_step = (
+            list(state.history),
+            state.best_heldout,
+            state.best_step,
+        )
+        return state.step + 1
+
+    def finish(self) -> None:
+        """Every rank ends with rank 0's kept parameters (the best ones, for a retrodiction objective)."""
+        if self.world.is_main and self.position.best_parameters is not None:
+            _load_parameters(self.modules, self.position.best_parameters)
+        self.world.broadcast_(self.every_parameter_and_buffer())
+
+    def every_parameter_and_buffer(self) -> list[torch.Tensor]:
+        return [t for m in self.modules.values() if m is not None for t in m.state_dict().values()]
+
+
 def train(
     imitator: StringProgram,
     questions: Sequence[str],
@@ -174,6 +423,7 @@ def train(
     on_evaluate: Callable[[dict[str, Any]], None] | None = None,
     on_checkpoint: Callable[[TrainState], None] | None = None,
     resume: TrainState | None = None,
+    world: World | None = None,
 ) -> TrainReport:
     """Train ``imitator`` (and ``guide``) on (question, answer) pairs; return the report.
 
@@ -185,117 +435,59 @@ def train(
     stops the run after that many evaluations without a new best. Another objective is not scored by held-out log
     p, so every evaluation counts as the new "best" (the last parameters are kept, and ``on_improve`` writes every
     evaluation). Evaluation rows also carry what the objective reports (e.g. the
-    adversarial reward) and are passed to ``on_evaluate`` as they come (e.g. to append them to a log).
+    adversarial reward) and are passed to ``on_evaluate`` as they come (e.g. to append them to a log). An
+    objective may define ``finish_step(average)``: called after each optimizer step with a function that averages
+    tensors over the step's slices and processes (the adversarial objective steps its discriminator there).
 
     ``on_checkpoint(state)`` receives a :class:`~retro.inference.train_state.TrainState` every
     ``config.checkpoint_every`` steps and at the end; ``resume`` continues from such a state exactly (same
     minibatches and random draws as a run that never stopped). A non-finite loss stops training with a
     :class:`~retro.errors.RetroError` before any parameter is changed by it.
 
+    Data-parallel (``world``, default the one this process joined, see :mod:`retro.distributed`): every rank calls
+    ``train`` with the same data and settings; each takes its slices of every minibatch, gradients are averaged,
+    so parameters stay identical (checked at each evaluation). Rank 0 alone evaluates, calls the callbacks and
+    decides when ``minutes`` are spent; every rank stops at the same step and ends with rank 0's parameters. The
+    other ranks' reports have no history.
+
     Steps run in training mode (dropout on), evaluations in eval mode; the modules are left in eval mode.
     """
     if len(questions) != len(answers) or not answers:
         raise RetroError(f"need as many questions as answers (>0), got {len(questions)} and {len(answers)}")
+    world = world if world is not None else current_world()
     torch.manual_seed(config.seed)
     q_all, a_all = imitator.encode_questions(questions), imitator.encode_answers(answers)
-    # Retrodiction objectives (the default ELBO, IWAE, the collapse-aware ELBO) are judged by held-out log p: the
-    # best parameters are kept and early stopping applies. Others (adversarial) keep the last parameters.
-    retrodiction = objective is None or getattr(objective, "retrodiction", False)
-    if objective is None:
-        negative_elbo = elbo_loss(imitator, guide)
-
-        def objective(q_batch, a_batch):
-            return negative_elbo(q_batch, a_batch) / len(a_batch)
-
     modules = {"imitator": imitator, "guide": guide}
     if isinstance(objective, torch.nn.Module):
         modules["objective"] = objective  # e.g. a discriminator
-    params = list(imitator.parameters()) + (list(guide.parameters()) if guide is not None else [])
-    optimizer = torch.optim.Adam(params, lr=config.learning_rate)
-    report = TrainReport()
-    best_parameters: dict[str, torch.Tensor] | None = None
-    order, cursor, running, first_step, waited, seconds_before = (
-        torch.randperm(len(answers)),
-        0,
-        None,
-        1,
-        0,
-        0.0,
+    # Retrodiction objectives (the default ELBO, IWAE, the collapse-aware ELBO) are judged by held-out log p: the
+    # best parameters are kept and early stopping applies. Others (adversarial) keep the last parameters.
+    run = _Run(
+        imitator,
+        guide,
+        objective if objective is not None else _default_objective(imitator, guide),
+        modules,
+        config,
+        world,
+        len(answers),
+        retrodiction=objective is None or getattr(objective, "retrodiction", False),
     )
-    if resume is not None:
-        _load_parameters(modules, resume.parameters)
-        optimizer.load_state_dict(resume.optimizer)
-        order, cursor, running, first_step = resume.order, resume.cursor, resume.running, resume.step + 1
-        report.history, report.best_heldout, report.best_step = (
-            list(resume.history),
-            resume.best_heldout,
-            resume.best_step,
-        )
-        best_parameters, waited, seconds_before = (
-            resume.best_parameters,
-            resume.evaluations_since_best,
-            resume.seconds,
-        )
-        torch.set_rng_state(resume.rng)
-        if resume.cuda_rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(resume.cuda_rng)
+    first_step = run.restore(resume) if resume is not None else 1
     start = time.monotonic()
     # Without steps, minutes is the whole run's budget (resumed runs included); with steps, a cap on this call.
-    budget = (
-        60 * config.minutes - (seconds_before if config.steps is None else 0.0) if config.minutes else None
-    )
-    deadline = start + budget if budget is not None else math.inf
+    spent = run.position.seconds_before if config.steps is None else 0.0
+    deadline = start + 60 * config.minutes - spent if config.minutes else math.inf
+
+    def clock() -> float:
+        return run.position.seconds_before + time.monotonic() - start
+
     bar = tqdm(
-        total=config.steps, initial=first_step - 1, desc="train", unit="step", disable=not config.progress
+        total=config.steps,
+        initial=first_step - 1,
+        desc="train",
+        unit="step",
+        disable=not (config.progress and world.is_main),
     )
-
-    def snapshot(step: int) -> TrainState:
-        return TrainState(
-            step=step,
-            cursor=cursor,
-            order=order,
-            running=running,
-            history=list(report.history),
-            best_heldout=report.best_heldout,
-            best_step=report.best_step,
-            evaluations_since_best=waited,
-            seconds=seconds_before + time.monotonic() - start,
-            rng=torch.get_rng_state(),
-            parameters=_parameters(modules),
-            best_parameters=best_parameters if best_parameters is not None else _parameters(modules),
-            optimizer=copy.deepcopy(optimizer.state_dict()),  # the live state changes in place
-            cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        )
-
-    def evaluate(step: int) -> None:
-        nonlocal best_parameters, waited
-        _set_training(modules, False)  # dropout off: held-out scores are of the model, not of a thinned one
-        seconds = round(seconds_before + time.monotonic() - start, 2)
-        row: dict[str, Any] = {"step": step, "seconds": seconds, "loss": running}
-        row.update(getattr(objective, "last", {}))
-        if heldout is not None:
-            row["heldout_log_prob"], row["heldout_stderr"] = _heldout_log_prob(
-                imitator, guide, heldout, config
-            )
-            if guide is not None and guide.sites:  # posterior collapse, visible as it happens
-                row.update(_collapse_row(imitator, guide, heldout, config))
-        report.history.append(row)
-        if on_evaluate is not None:
-            on_evaluate(row)
-        score = row.get("heldout_log_prob", -(running if running is not None else math.inf))
-        if best_parameters is None or score > report.best_heldout or not retrodiction:
-            report.best_heldout, report.best_step, waited = score, step, 0
-            best_parameters = _parameters(modules)
-            if on_improve is not None:
-                on_improve(report)
-        else:
-            waited += 1
-        bar.set_postfix(
-            loss=f"{running:.3f}" if running is not None else "-",
-            heldout=f"{row.get('heldout_log_prob', float('nan')):.3f}",
-        )
-        _set_training(modules, True)
-
     step = first_step - 1
     try:  # whatever stops the run (an error, Ctrl-C), the modules end in eval mode: no dropout when scored
         _set_training(modules, True)
@@ -303,43 +495,42 @@ def train(
             range(first_step, config.steps + 1) if config.steps is not None else itertools.count(first_step)
         )
         for step in steps:
-            if cursor + config.batch_size > len(order):
-                order, cursor = torch.randperm(len(answers)), 0
-            index = order[cursor : cursor + config.batch_size]
-            cursor += config.batch_size
-            q_batch, a_batch = q_all[index], a_all[index]
-            loss = objective(q_batch, a_batch)
-            if not torch.isfinite(loss):
-                raise RetroError(
-                    f"training stopped at step {step}: the loss is {loss.item()} "
-                    "(the best parameters so far and the last checkpoint are kept)"
-                )
-            optimizer.zero_grad()
-            loss.backward()
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(config, step, seconds_before + time.monotonic() - start)
-            optimizer.step()
-            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+            run.step(step, q_all, a_all, clock())
             bar.update(1)
             if step % config.eval_every == 0:
-                evaluate(step)
-            if on_checkpoint is not None and config.checkpoint_every and step % config.checkpoint_every == 0:
-                on_checkpoint(snapshot(step))
-            if config.patience is not None and retrodiction and waited >= config.patience:
-                report.stopped_early = True
+                run.evaluate(step, heldout, clock, on_evaluate, on_improve)
+                _show(bar, run)
+            if (
+                world.is_main
+                and on_checkpoint
+                and config.checkpoint_every
+                and step % config.checkpoint_every == 0
+            ):
+                on_checkpoint(run.snapshot(step, clock()))
+            patience = run.patience_spent()
+            if world.decide(patience or time.monotonic() > deadline):
+                run.report.stopped_early = world.decide(patience)
                 break
-            if time.monotonic() > deadline:
-                break
-        if not report.history or report.history[-1]["step"] != step:
-            evaluate(step)
-        if on_checkpoint is not None:
-            on_checkpoint(snapshot(step))
+        last_evaluated = bool(run.report.history) and run.report.history[-1]["step"] == step
+        if not world.decide(last_evaluated):
+            run.evaluate(step, heldout, clock, on_evaluate, on_improve)
+        if world.is_main and on_checkpoint is not None:
+            on_checkpoint(run.snapshot(step, clock()))
     finally:
         bar.close()
         _set_training(modules, False)
-    _load_parameters(modules, best_parameters)
-    report.steps, report.seconds = step, seconds_before + time.monotonic() - start
-    return report
+    run.finish()
+    run.report.steps, run.report.seconds = step, clock()
+    return run.report
+
+
+def _show(bar, run: _Run) -> None:
+    if run.report.history:
+        running, row = run.position.running, run.report.history[-1]
+        bar.set_postfix(
+            loss=f"{running:.3f}" if running is not None else "-",
+            heldout=f"{row.get('heldout_log_prob', float('nan')):.3f}",
+        )
 
 
 def _set_training(modules: dict[str, torch.nn.Module | None], mode: bool) -> None:

@@ -12,14 +12,14 @@ import csv
 import io
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from retro.errors import RetroError
 from retro.text import Codec, CodecError
 
-__all__ = ["Pairs", "load_pairs", "split_pairs", "DataError", "DEFAULT_HUMAN_PAIRS"]
+__all__ = ["Pairs", "load_pairs", "iter_pairs", "split_pairs", "DataError", "DEFAULT_HUMAN_PAIRS"]
 
 DEFAULT_HUMAN_PAIRS = 1000
 FIELDS = ("question", "answer")
@@ -119,6 +119,69 @@ def _read_csv(path: Path) -> Pairs:
         answers.append(answer)
         locations.append(where)
     return Pairs(questions, answers, locations)
+
+
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a UTF-8 file, read as a stream (one line in memory at a time)."""
+    offset = 0
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{path}: line {number} is not valid UTF-8 "
+                    f"(byte 0x{raw[e.start]:02x} at offset {offset + e.start})"
+                ) from None
+            offset += len(raw)
+
+
+def _stream_jsonl(path: Path) -> Iterator[tuple[str, str, str]]:
+    for number, line in _utf8_lines(path):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{where}: malformed JSON ({e.msg} at column {e.colno})") from None
+        yield (*_checked_record(record, where), where)
+
+
+def _stream_csv(path: Path) -> Iterator[tuple[str, str, str]]:
+    reader = csv.DictReader((line for _, line in _utf8_lines(path)))
+    missing = [name for name in FIELDS if name not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(f"{path} line 1: missing column {missing[0]!r} (header: {reader.fieldnames})")
+    for row in reader:
+        where = f"{path} line {reader.line_num}"
+        yield (*_checked_record(row, where), where)
+
+
+def iter_pairs(spec: str, n: int | None = None, seed: int = 0) -> Iterator[tuple[str, str, str]]:
+    """``(question, answer, location)`` of a data spec one at a time, as :func:`load_pairs` would list them.
+
+    A JSONL or CSV file is read as a stream, so memory does not grow with its length (the other specs are
+    built in memory, as they are generated). Errors are raised when the bad line is reached.
+    """
+    path = Path(spec)
+    if spec.startswith(("human:", "builtin:")) or not path.is_file() or path.suffix.lower() not in STREAMED:
+        pairs = load_pairs(spec, n, seed)
+        yield from zip(pairs.questions, pairs.answers, pairs.locations)
+        return
+    if n is not None and n < 1:
+        raise DataError(f"--n must be >= 1, got {n}")
+    stream = _stream_csv(path) if path.suffix.lower() == ".csv" else _stream_jsonl(path)
+    count = 0
+    for count, pair in enumerate(stream, start=1):
+        yield pair
+        if n is not None and count >= n:
+            return
+    if count == 0:
+        raise DataError(f"{spec}: no (question, answer) pairs")
+
+
+STREAMED = (".csv", ".jsonl", ".json", ".ndjson")
 
 
 def load_pairs(spec: str, n: int | None = None, seed: int = 0) -> Pairs:

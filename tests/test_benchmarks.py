@@ -96,3 +96,13 @@ def test_training_speed_smoke():
     assert report["benchmark"] == "training_speed" and report["steps"] == 3
     for key in ("retro_answers_per_s", "torch_answers_per_s", "ratio_retro_vs_torch"):
         assert _positive_finite(report[key]), (key, report[key])
+
+
+def test_scaling_smoke():
+    """Two processes (gloo) against one, for scoring and training: the figures exist (the ratios themselves are
+    measured on an idle machine, see the README)."""
+    report = _smoke_report("scaling")
+    assert report["benchmark"] == "scaling" and report["smoke"] is True
+    for key in ("scoring_ratio_2_vs_1", "training_ratio_2_vs_1"):
+        assert _positive_finite(report[key]), (key, report[key])
+    assert len(report["load_average_before"]) == 3

@@ -7,9 +7,9 @@ import sys
 from retro.cli.common import FORMATS, add_seed, load_data, load_model, seed_everything, write_records
 from retro.cli.progress import add_quiet, show_progress
 from retro.errors import RetroError
-from retro.inference.results import summarize
-
-METHODS = ("exact", "elbo", "importance", "ais")
+from retro.inference import estimate, method_names, registrations, summarize
+from retro.inference.scoring import DEFAULT_CHUNK_SIZE
+from retro.inference.weights import DEFAULT_MAX_ROWS
 
 
 def register(subparsers) -> None:
@@ -26,19 +26,18 @@ def register(subparsers) -> None:
         default=None,
         help="score the first N pairs, or draw N from a human (default: all; 1000)",
     )
-    p.add_argument("--method", choices=METHODS, default="importance")
+    p.add_argument("--method", choices=method_names(), default="importance")
+    proposals = dict.fromkeys(p for r in registrations() for p in r.proposals)
     p.add_argument(
         "--proposal",
-        choices=("guide", "prior", "mixture"),
+        choices=tuple(proposals),
         default=None,
-        help="importance proposal (default: guide when the model has one, else prior)",
+        help="proposal of importance or ais (default: guide when the model has one, else prior)",
     )
-    p.add_argument(
-        "--particles",
-        type=int,
-        default=None,
-        help="particles per answer (default 1000; elbo 100; ais: chains, default 64)",
+    budgets = "; ".join(
+        f"{r.name}: {r.budget}, default {r.default_budget}" for r in registrations() if r.budget != "none"
     )
+    p.add_argument("--particles", type=int, default=None, help=f"budget per answer ({budgets})")
     p.add_argument("--steps", type=int, default=None, help="ais: annealing steps (default 48)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument(
@@ -53,6 +52,18 @@ def register(subparsers) -> None:
         default=None,
         help="particle x answer rows evaluated at once: bounds memory (default 8192)",
     )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"answers per chunk: each chunk is written when finished (default {DEFAULT_CHUNK_SIZE}); an answer's "
+        "random draws are keyed by the seed and its place in the input, whatever the chunks",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into the same --out (JSONL/CSV) from its last finished chunk",
+    )
     p.add_argument("--device", default="cpu")
     add_quiet(p)
     add_seed(p)
@@ -63,82 +74,129 @@ def score_records(
     model,
     pairs,
     method: str,
-    proposal: str | None,
-    particles: int | None,
-    progress: bool,
+    proposal: str | None = None,
+    particles: int | None = None,
+    progress: bool = False,
     max_rows: int | None = None,
     steps: int | None = None,
+    seed: int = 0,
+    first_index: int = 0,
 ):
-    """Run one estimator over ``pairs``; returns the per-answer records and the log weights (importance only)."""
-    from retro.inference import elbo, exact
-    from retro.inference.importance import importance_with_weights
-    from retro.inference.weights import DEFAULT_MAX_ROWS
-
+    """Run the registered estimator ``method`` over ``pairs`` (each answer keyed by its index in the input, the
+    first being answer ``first_index``); returns its :class:`~retro.inference.results.Estimate`."""
     if particles is not None and particles < 1:
         raise RetroError(f"--particles must be >= 1, got {particles}")
     if max_rows is not None and max_rows < 1:
         raise RetroError(f"--max-rows must be >= 1, got {max_rows}")
-    max_rows = max_rows or DEFAULT_MAX_ROWS
-    q, a = pairs.questions, pairs.answers
-    if method == "exact":
-        return exact(model.program, q, a, max_rows=max_rows), None
-    if method == "elbo":
-        if model.guide is None:
-            raise RetroError(
-                f"model {model.spec} has no trained guide, which the ELBO needs (try importance)"
-            )
-        records = elbo(
-            model.program,
-            q,
-            a,
-            guide=model.guide,
-            num_particles=particles or 100,
-            progress=progress,
-            max_rows=max_rows,
-        )
-        return records, None
-    proposal = proposal or ("guide" if model.guide is not None else "prior")
-    if method == "ais":
-        from retro.inference.ais import DEFAULT_NUM_CHAINS, DEFAULT_NUM_STEPS, ais
-
-        if proposal == "mixture":
-            raise RetroError("ais anneals from the prior or the guide: use --proposal prior or guide")
-        if steps is not None and steps < 1:
-            raise RetroError(f"--steps must be >= 1, got {steps}")
-        records = ais(
-            model.program,
-            q,
-            a,
-            guide=model.guide,
-            proposal=proposal,
-            num_steps=steps or DEFAULT_NUM_STEPS,
-            num_chains=particles or DEFAULT_NUM_CHAINS,
-            max_rows=max_rows,
-            progress=progress,
-        )
-        return records, None
-    if proposal != "prior" and model.guide is None:
-        raise RetroError(f"model {model.spec} has no trained guide; use --proposal prior")
-    return importance_with_weights(
+    if steps is not None and steps < 1:
+        raise RetroError(f"--steps must be >= 1, got {steps}")
+    options = {} if steps is None else {"num_steps": steps}
+    return estimate(
+        f"{method}[{proposal}]" if proposal else method,
         model.program,
-        q,
-        a,
+        pairs.questions,
+        pairs.answers,
         guide=model.guide,
-        proposal=proposal,
-        num_particles=particles or 1000,
-        max_rows=max_rows,
+        num_particles=particles,
+        seed=seed,
+        answer_ids=range(first_index, first_index + len(pairs.answers)),
+        max_rows=max_rows or DEFAULT_MAX_ROWS,
         progress=progress,
+        **options,
     )
 
 
+LEDGER_SETTINGS = ("model", "data", "n", "method", "proposal", "particles", "steps", "max_rows", "device")
+
+
+def _validated(pairs, program):
+    """The stream of pairs, each checked against the model's codecs and maximum length as it comes."""
+    from retro.data import Pairs
+
+    for question, answer, where in pairs:
+        Pairs([question], [answer], [where]).validate(
+            program.codec, program.max_length, program.question_codec
+        )
+        yield question, answer, where
+
+
 def run(args) -> int:
+    from retro.distributed import join_from_environment, leave
+
+    world = join_from_environment()
+    try:
+        return _run(args, world)
+    finally:
+        leave()
+
+
+def _chunk_scorer(model, args, progress: bool = False):
+    from retro.data import Pairs
+
+    def score(questions, answers, first_index):
+        pairs = Pairs(questions, answers, [""] * len(answers))
+        records, _ = score_records(
+            model,
+            pairs,
+            args.method,
+            args.proposal,
+            args.particles,
+            progress,  # a bar per chunk, with its time left
+            args.max_rows,
+            args.steps,
+            args.seed,
+            first_index,
+        )
+        return records
+
+    return score
+
+
+def _print_summary(summary, to_stdout: bool) -> None:
+    line = (
+        f"{summary.method}: mean log p {summary.log_prob_mean:.4f} +- {summary.stderr:.4f} nats per answer "
+        f"over {summary.num_answers} answers (mean k-hat {summary.khat_mean:.3f})"
+    )
+    # A table on the terminal ends with its summary; machine-readable output stays pure.
+    print(line, file=sys.stdout if to_stdout else sys.stderr)
+
+
+def _run(args, world) -> int:
+    """Stream the answers chunk by chunk (shared across ranks under torchrun); rank 0 writes."""
+    from retro.data import iter_pairs
+    from retro.inference.scoring import record_from_dict, score_chunks, score_to_file
+
     seed_everything(args.seed)
     model = load_model(args.model, args.device)
-    pairs = load_data(args.data, model.program, args.n, args.seed)
     netcdf = bool(args.out) and args.out.endswith(".nc")
-    if netcdf and args.method != "importance":
-        raise RetroError("--out FILE.nc holds importance weights: use it with --method importance")
-    records, log_weights = score_records(
+    if netcdf:
+        if world.size > 1:
+            raise RetroError("--out FILE.nc is written by one process (run it without torchrun)")
+        return _run_netcdf(args, model)
+    if args.resume and (not args.out or args.format not in ("jsonl", "csv")):
+        raise RetroError("--resume continues a JSONL or CSV --out file")
+    chunk_size = args.batch_size or DEFAULT_CHUNK_SIZE
+    pairs = _validated(iter_pairs(args.data, args.n, args.seed), model.program)
+    score = _chunk_scorer(model, args, show_progress(args) and world.size == 1)
+    if args.out:
+        settings = {k: getattr(args, k) for k in LEDGER_SETTINGS}
+        summary = score_to_file(
+            score, pairs, args.out, args.format, settings, chunk_size, args.seed, args.resume, world
+        )
+        if summary is not None:
+            _print_summary(summary, to_stdout=False)
+        return 0
+    rows = [row for chunk in score_chunks(score, pairs, chunk_size, args.seed, world) for row in chunk]
+    if world.is_main:
+        write_records(rows, args.format)
+        _print_summary(summarize([record_from_dict(row) for row in rows]), args.format == "table")
+    return 0
+
+
+def _run_netcdf(args, model) -> int:
+    """The importance weights as ArviZ InferenceData (one process, in memory)."""
+    pairs = load_data(args.data, model.program, args.n, args.seed)
+    records, info = score_records(
         model,
         pairs,
         args.method,
@@ -147,25 +205,15 @@ def run(args) -> int:
         show_progress(args),
         args.max_rows,
         args.steps,
+        args.seed,
     )
-    if netcdf:
-        if log_weights is None:
-            raise RetroError(
-                f"model {model.spec} has no latents, so there are no importance weights to export"
-            )
-        from retro.inference.psis import to_inference_data
+    if info.log_weights is None:
+        raise RetroError(
+            f"{info.method} drew no importance weights to export to {args.out} "
+            "(use --method importance, elbo or ais on a model with latents)"
+        )
+    from retro.inference.psis import to_inference_data
 
-        to_inference_data(log_weights, records).to_netcdf(args.out)
-    elif args.out:
-        with open(args.out, "w", encoding="utf-8", newline="") as f:
-            write_records([r.to_dict() for r in records], args.format, f)
-    else:
-        write_records([r.to_dict() for r in records], args.format)
-    summary = summarize(records)
-    line = (
-        f"{summary.method}: mean log p {summary.log_prob_mean:.4f} +- {summary.stderr:.4f} nats per answer "
-        f"over {summary.num_answers} answers (mean k-hat {summary.khat_mean:.3f})"
-    )
-    # A table on the terminal ends with its summary; machine-readable output stays pure.
-    print(line, file=sys.stdout if args.format == "table" and not args.out else sys.stderr)
+    to_inference_data(info.log_weights, records).to_netcdf(args.out)
+    _print_summary(summarize(records), to_stdout=False)
     return 0

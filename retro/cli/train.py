@@ -197,7 +197,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--disc-lr", type=float, default=1e-3, help="adversarial: discriminator step size")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
-    p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--slices",
+        type=int,
+        default=None,
+        help="cut each minibatch into this many slices, each with its own random stream (default: one per "
+        "process under torchrun); a fixed number gives the same run on any number of processes dividing it",
+    )
+    p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: each process its local GPU)")
     add_seed(p)
     p.set_defaults(run=run)
 
@@ -236,6 +243,7 @@ SETTINGS = (  # what a resumed run takes from the saved one
     "patience",
     "steps",
     "minutes",
+    "slices",
 )
 
 
@@ -271,14 +279,14 @@ def _resumed_settings(args):
     return state
 
 
-def _settle_settings(args, pairs, answer_codec) -> None:
+def _settle_settings(args, pairs, answer_codec, announce: bool = True) -> None:
     """Fill the settings the user left out: the dataset's recommendation for this imitator, then the defaults,
     and ``max_length`` from the longest answer in ``pairs`` (tokens of the answer codec)."""
     recommended = recommended_settings(args.data, args.imitator)
     if args.objective != "retrodiction":  # the collapse tools are for the ELBO
         recommended = {k: v for k, v in recommended.items() if k not in COLLAPSE_SETTINGS}
     taken = {k: v for k, v in recommended.items() if getattr(args, k, None) is None}
-    if taken:
+    if taken and announce:
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in taken.items())
         print(f"retro train: {args.data} recommends for {args.imitator}: {flags}", file=sys.stderr)
     for key, value in {**DEFAULTS, **taken}.items():
@@ -292,6 +300,17 @@ def _settle_settings(args, pairs, answer_codec) -> None:
 
 
 def run(args) -> int:
+    from retro.distributed import join_from_environment, leave
+
+    world = join_from_environment()
+    try:
+        return _run(args, world)
+    finally:
+        leave()
+
+
+def _run(args, world) -> int:
+    """Every rank builds the same run; rank 0 alone writes the checkpoint, the history and the state."""
     from retro.discriminators import NeuralDiscriminator
     from retro.inference import AmortizedGuide, latent_sites
     from retro.inference.adversarial import AdversarialObjective
@@ -312,7 +331,7 @@ def run(args) -> int:
             raise RetroError(f"give {', '.join(missing)} (or --resume DIR)")
         if (Path(args.out) / CONFIG_FILE).exists() and not args.overwrite:
             raise RetroError(f"{args.out} already holds a checkpoint; pass --overwrite to replace it")
-        if args.overwrite:  # never let --resume pick up the replaced run's state
+        if args.overwrite and world.is_main:  # never let --resume pick up the replaced run's state
             shutil.rmtree(Path(args.out) / STATE_DIR, ignore_errors=True)
     out = Path(args.out)
     for name, value in (("--checkpoint-every", args.checkpoint_every), ("--patience", args.patience)):
@@ -321,6 +340,10 @@ def run(args) -> int:
     if args.objective in ("retrodiction", "iwae") and args.verifier:
         raise RetroError("--verifier is for the adversarial and mixed objectives")
     verifier = verifier_from_spec(args.verifier) if args.verifier else None
+    device = f"cuda:{world.local_rank}" if args.device == "cuda" and world.size > 1 else args.device
+    args.slices = (
+        args.slices if args.slices is not None else world.size
+    )  # saved: a resumed run keeps its draws
     seed_everything(args.seed)
     extra = {
         k: v for k, v in (("latent_dim", args.latent_dim), ("num_styles", args.num_styles)) if v is not None
@@ -330,7 +353,7 @@ def run(args) -> int:
         extra.update(codec=codecs[0], question_codec=codecs[1])
     pairs = load_pairs(args.data, n=args.n, seed=args.seed)
     if state is None:
-        _settle_settings(args, pairs, codecs[0] if codecs is not None else ByteCodec())
+        _settle_settings(args, pairs, codecs[0] if codecs is not None else ByteCodec(), world.is_main)
     # Your own imitator gets max_length, hidden_dim, decoder and dropout only where its constructor takes them.
     constructor_settings = accepted_hyperparameters(
         args.imitator,
@@ -345,14 +368,14 @@ def run(args) -> int:
         imitator = make_imitator(args.imitator, **constructor_settings, **extra)
     except TypeError as e:
         raise RetroError(f"imitator {args.imitator!r}: {e}") from None
-    imitator.to(args.device)
+    imitator.to(device)
     pairs.validate(imitator.codec, imitator.max_length, imitator.question_codec)
     if args.heldout:
         train_pairs, heldout = pairs, load_data(args.heldout, imitator, None, args.seed + 1)
     else:
         train_pairs, heldout = split_pairs(pairs, 0.1, args.seed)
     guide = (
-        AmortizedGuide(imitator, hidden_dim=max(32, args.hidden_dim // 2)).to(args.device)
+        AmortizedGuide(imitator, hidden_dim=max(32, args.hidden_dim // 2)).to(device)
         if latent_sites(imitator)
         else None
     )
@@ -367,6 +390,7 @@ def run(args) -> int:
         progress=sys.stderr.isatty(),
         checkpoint_every=args.checkpoint_every,
         patience=args.patience,
+        slices=args.slices,
     )
     objective = None
     collapse_tools = args.kl_anneal not in (None, "none") or (args.free_bits or 0) > 0
@@ -390,7 +414,7 @@ def run(args) -> int:
     elif args.objective in ("adversarial", "mixed"):
         discriminator = NeuralDiscriminator(
             imitator.codec, imitator.max_length, verifier=verifier, question_codec=imitator.question_codec
-        ).to(args.device)
+        ).to(device)
         objective = AdversarialObjective(
             imitator,
             discriminator,
@@ -420,6 +444,19 @@ def run(args) -> int:
     def checkpoint(train_state) -> None:
         save_train_state(out / STATE_DIR, train_state, {"settings": settings})
 
+    if not world.is_main:  # the other ranks train in step with rank 0 and write nothing
+        train(
+            imitator,
+            train_pairs.questions,
+            train_pairs.answers,
+            guide=guide,
+            heldout=(heldout.questions, heldout.answers),
+            config=config,
+            objective=objective,
+            resume=state,
+            world=world,
+        )
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     with open(out / HISTORY_FILE, "w", encoding="utf-8") as log:  # one line per evaluation, as they come
         for row in state.history if state is not None else []:
@@ -441,6 +478,7 @@ def run(args) -> int:
             on_evaluate=append,
             on_checkpoint=checkpoint,
             resume=state,
+            world=world,
         )
     _warn_unused_latents(report.history)
     print(

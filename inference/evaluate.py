@@ -1,0 +1,120 @@
+"""Held-out evaluation of an imitator: log p, perplexity, and the 1-best answers' error rates (WER, PER).
+
+* ``log_prob_mean`` / ``log_prob_stderr``: mean log p per human answer and the standard error of that dataset mean
+  (exact when the latents can be summed out: none, or discrete ones with few values; else importance sampling with
+  the guide when the model has one, else with the prior).
+* ``perplexity_per_token``: ``exp(-sum log p / sum tokens)``, where an answer's tokens are its codec tokens
+  *including* the EOS that ends it (so the empty answer counts one token and the rate is finite for any data);
+  ``perplexity_per_word``: the same per whitespace-separated word plus one for the end (per phoneme, for G2P).
+* ``wer`` / ``per``: the 1-best answer per distinct question (beam search, latents at the prior mode, see
+  :mod:`retro.inference.decoding`) against that question's human answers: WER counts questions whose 1-best equals
+  none of them; PER is the corpus error rate against the closest one in the answer codec's units, named in
+  ``per_name``: the symbol error rate for a symbol codec (phonemes, for G2P), the character error rate for byte and
+  alphabet codecs (see :mod:`retro.inference.metrics`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from retro.distributed import SINGLE, World
+from retro.errors import RetroError
+from retro.inference.decoding import MAX_ENUMERATED, beam_search
+from retro.inference.metrics import error_units, group_answers, token_error_rate, word_error_rate
+from retro.inference.registry import estimate
+from retro.inference.results import summarize
+from retro.inference.scoring import DEFAULT_CHUNK_SIZE, map_chunks, record_from_dict, score_chunks
+from retro.inference.sites import joint_values, latent_sites
+from retro.program import StringProgram
+
+__all__ = ["evaluate", "evaluation_method"]
+
+
+def evaluation_method(program: StringProgram, questions: Sequence[str], answers: Sequence[str]) -> str:
+    """``"exact"`` when the latents can be summed out (none, or few discrete values), else ``"importance"``."""
+    sites = latent_sites(program, questions[:1], answers[:1]).values()
+    summable = all(s.discrete for s in sites) and joint_values(sites) <= MAX_ENUMERATED
+    return "exact" if summable else "importance"
+
+
+def evaluate(
+    program: StringProgram,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    *,
+    guide=None,
+    num_particles: int = 500,
+    beam: int = 8,
+    seed: int | None = None,
+    progress: bool = False,
+    world: World = SINGLE,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> dict[str, Any] | None:
+    """The metrics of ``program`` (with its ``guide``, if any) on held-out pairs (see the module docstring).
+
+    In a data-parallel run (``world``, see :mod:`retro.distributed`) the answers and the questions to decode are
+    shared by the ranks in chunks of ``chunk_size``; rank 0 returns the metrics (the same as one process would,
+    each answer's draws being keyed by ``seed`` and its index), the other ranks ``None``.
+    """
+    if beam < 1:
+        raise RetroError(f"beam must be >= 1, got {beam}")
+    method = evaluation_method(program, questions, answers)
+    seed = seed if seed is not None else int(torch.randint(0, 2**62, ()))
+
+    def score(chunk_questions, chunk_answers, first):
+        return estimate(
+            method,
+            program,
+            chunk_questions,
+            chunk_answers,
+            guide=guide,
+            num_particles=num_particles,
+            seed=seed,
+            answer_ids=range(first, first + len(chunk_answers)),
+            progress=progress and world.size == 1,
+        ).records
+
+    pairs = [(q, a, None) for q, a in zip(questions, answers)]
+    rows = [row for part in score_chunks(score, pairs, chunk_size, seed, world) for row in part]
+    references = group_answers(questions, answers)
+    distinct = list(references)
+
+    def decode(chunk, first):
+        return [h.answer for h in beam_search(program, chunk, beam, progress=progress and world.size == 1)]
+
+    best = [answer for part in map_chunks(decode, distinct, chunk_size, world) for answer in part]
+    if not world.is_main:
+        return None
+    records = [record_from_dict(row) for row in rows]
+    summary = summarize(records)
+    codec = program.codec
+    units = error_units(codec)
+    tokens = sum(len(codec.encode(a)) + 1 for a in answers)  # + 1: the EOS
+    words = sum(len(a.split()) + 1 for a in answers)  # + 1: the end of the answer
+    total = sum(r.log_prob for r in records)
+    return {
+        "log_prob_mean": summary.log_prob_mean,
+        "log_prob_stderr": summary.stderr,
+        "perplexity_per_token": _exp(-total / tokens),
+        "perplexity_per_word": _exp(-total / words),
+        "wer": word_error_rate(distinct, best, references),
+        "per": token_error_rate(distinct, best, references, units.tokenize),
+        "per_name": units.name,
+        "num_answers": len(records),
+        "num_questions": len(distinct),
+        "num_tokens": tokens,
+        "method": summary.method,
+        "particles": num_particles,
+        "beam": beam,
+    }
+
+
+def _exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
