@@ -86,6 +86,15 @@ def test_minutes_alone_is_the_budget(tmp_path, capsys):
     report = json.loads(stdout)
     info = json.loads((out / "config.json").read_text())["info"]
     assert info["config"]["steps"] is None and info["config"]["minutes"] == 0.02 and report["seconds"] >= 1.2
+    code, _, err = run(capsys, f"train --resume {out}")  # the budget is the whole run's, and it is spent
+    assert (
+        code == 2
+        and err.count("\n") == 1
+        and "already trained for its 0.02 minutes; give --minutes above" in err
+    )
+    code, stdout, err = run(capsys, f"train --resume {out} --minutes 0.04")  # a new total: about 1.2 s more
+    assert code == 0, err
+    assert json.loads(stdout)["resumed_from_step"] == report["steps"] and json.loads(stdout)["seconds"] >= 2.4
 
 
 @needs_cmudict
