@@ -118,3 +118,20 @@ def test_the_contract_docstring_example_saves_and_loads():
     finally:
         IMITATORS.pop("verbose-example", None)
     assert failures == 0 and attempted >= 10
+
+
+def test_an_installed_package_offers_imitators_only_when_asked(tmp_path, monkeypatch, capsys):
+    # A package installed on the path: its module and its metadata with an entry point in retro.imitators.
+    (tmp_path / "mood_plugin.py").write_text(USER_MODULE.replace("@register_imitator\n", ""))
+    info = tmp_path / "mood_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mood-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[retro.imitators]\nmoody = mood_plugin:Moody\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        code, out, _ = run(capsys, "imitators")
+        assert code == 0 and "moody" not in out  # installing a package runs none of its code
+        code, out, _ = run(capsys, "imitators --plugins")
+        assert code == 0 and any(line.startswith("moody ") for line in out.splitlines())
+    finally:
+        IMITATORS.pop("moody", None)
