@@ -207,7 +207,7 @@ def test_discrete_latents_are_summed_out(float64):
     assert _unbiased(estimate, truth, stderr)
     guide = AmortizedGuide(program, hidden_dim=16).double()
     guided, guided_se = _arrays(
-        ais(program, questions, answers, guide=guide, proposal="guide", num_particles=64)
+        ais(program, questions, answers, guide=guide, proposal="guide", num_particles=64).records
     )
     assert _agree(guided, truth, guided_se) >= 0.95
     assert _unbiased(guided, truth, guided_se)
