@@ -17,14 +17,19 @@ the guide matches the prior, KL -> 0): posterior collapse. Following the text-VA
   information ``I(z; answer)`` under ``q`` (Hoffman & Johnson 2016:
   ``E_x E_q(z|x)[log q(z|x) - log q(z)]`` with the aggregate posterior ``q(z)`` approximated by the mixture of the
   batch's posteriors), and the number of **active units**: dimensions whose posterior mean varies across answers,
-  ``Cov_x(E_q[z_d | x]) > 0.01`` (Burda et al. 2016).
+  ``Cov_x(E_q[z_d | x]) > 0.01`` (Burda et al. 2016). Per latent site (``usage``): for a discrete site, its
+  mutual information with the answer under ``q`` computed exactly from the guide's probabilities
+  (``H(mean_x q(c | x)) - mean_x H(q(c | x))``) and its mean KL from the prior; for a continuous one, its active
+  units. A site is **unused** (``unused``) when a discrete one carries less than :data:`UNUSED_NATS` of
+  information about the answer (its posterior is its prior, whatever the answer) or a continuous one has no active
+  unit.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import pyro.distributions as dist
@@ -44,9 +49,11 @@ __all__ = [
     "collapse_diagnostics",
     "CollapseDiagnostics",
     "ACTIVE_THRESHOLD",
+    "UNUSED_NATS",
 ]
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016: a unit is active when Cov_x(E_q[z_d | x]) exceeds this
+UNUSED_NATS = 0.01  # a discrete latent telling less than this about the answer is unused
 
 Schedule = Literal["none", "linear", "cyclical"]
 
@@ -164,6 +171,8 @@ class CollapseDiagnostics:
     mutual_information: float  # I(z; answer) under q, nats
     active_units: int | None  # continuous dimensions with Cov_x(E_q[z_d]) > ACTIVE_THRESHOLD
     dimensions: int
+    usage: dict[str, dict[str, float]] = field(default_factory=dict)  # per site, see the module docstring
+    unused: tuple[str, ...] = ()  # the sites that are unused
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -200,4 +209,29 @@ def collapse_diagnostics(
     if means:
         loc = torch.cat(means, dim=-1)
         active = int((loc.var(0) > ACTIVE_THRESHOLD).sum())
-    return CollapseDiagnostics(float(kl.sum(1).mean()), mutual_information, active, kl.shape[1])
+    usage = {name: _site_usage(guide_trace, model_trace, name, n) for name in guide.sites}
+    unused = tuple(
+        name
+        for name, u in usage.items()
+        if u.get("mutual_information", math.inf) < UNUSED_NATS or u.get("active_units", 1) == 0
+    )
+    return CollapseDiagnostics(
+        float(kl.sum(1).mean()), mutual_information, active, kl.shape[1], usage, unused
+    )
+
+
+def _site_usage(guide_trace, model_trace, name: str, n: int) -> dict[str, float]:
+    """How much one latent site is used (see the module docstring)."""
+    q, prior = _base(guide_trace.nodes[name]["fn"]), _base(model_trace.nodes[name]["fn"])
+    if isinstance(q, torch.distributions.Normal):
+        return {"active_units": int((q.loc.reshape(n, -1).var(0) > ACTIVE_THRESHOLD).sum())}
+    if isinstance(q, torch.distributions.Bernoulli):  # as a Categorical over {0, 1}
+        q = torch.distributions.Categorical(probs=torch.stack([1 - q.probs, q.probs], -1))
+        prior = torch.distributions.Categorical(probs=torch.stack([1 - prior.probs, prior.probs], -1))
+    probs = q.probs.reshape(n, -1)
+    aggregate = torch.distributions.Categorical(probs=probs.mean(0))
+    information = float(aggregate.entropy() - q.entropy().reshape(n).mean())
+    return {
+        "mutual_information": information,
+        "kl_to_prior": float(kl_divergence(q, prior).reshape(n).mean()),
+    }

@@ -8,8 +8,9 @@
   ``perplexity_per_word``: the same per whitespace-separated word plus one for the end (per phoneme, for G2P).
 * ``wer`` / ``per``: the 1-best answer per distinct question (beam search, latents at the prior mode, see
   :mod:`retro.inference.decoding`) against that question's human answers: WER counts questions whose 1-best equals
-  none of them; PER is the corpus token error rate against the closest one, over whitespace-separated tokens
-  (see :mod:`retro.inference.metrics`).
+  none of them; PER is the corpus error rate against the closest one in the answer codec's units, named in
+  ``per_name``: the symbol error rate for a symbol codec (phonemes, for G2P), the character error rate for byte and
+  alphabet codecs (see :mod:`retro.inference.metrics`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch
 from retro.distributed import SINGLE, World
 from retro.errors import RetroError
 from retro.inference.decoding import MAX_ENUMERATED, beam_search
-from retro.inference.metrics import group_answers, phoneme_error_rate, word_error_rate
+from retro.inference.metrics import error_units, group_answers, token_error_rate, word_error_rate
 from retro.inference.registry import estimate
 from retro.inference.results import summarize
 from retro.inference.scoring import DEFAULT_CHUNK_SIZE, map_chunks, record_from_dict
@@ -101,6 +102,7 @@ def evaluate(
     records = [record_from_dict(row) for row, _, _ in scored]
     summary = summarize(records)
     codec = program.codec
+    units = error_units(codec)
     tokens = sum(len(codec.encode(a)) + 1 for a in answers)  # + 1: the EOS
     words = sum(len(a.split()) + 1 for a in answers)  # + 1: the end of the answer
     total = sum(r.log_prob for r in records)
@@ -110,7 +112,8 @@ def evaluate(
         "perplexity_per_token": _exp(-total / tokens),
         "perplexity_per_word": _exp(-total / words),
         "wer": word_error_rate(distinct, best, references),
-        "per": phoneme_error_rate(distinct, best, references),
+        "per": token_error_rate(distinct, best, references, units.tokenize),
+        "per_name": units.name,
         "num_answers": len(records),
         "num_questions": len(distinct),
         "num_tokens": tokens,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,12 @@ from retro.inference.collapse import collapse_diagnostics
 from retro.inference.guides import AmortizedGuide
 from retro.inference.importance import importance
 from retro.inference.results import summarize
+from retro.inference.schedules import (
+    COSINE_FINAL_FRACTION,
+    LR_SCHEDULES,
+    schedule_progress,
+    scheduled_learning_rate,
+)
 from retro.inference.train_state import TrainState
 from retro.program import StringProgram
 
@@ -40,17 +47,11 @@ __all__ = [
 ]
 
 
-LR_SCHEDULES = ("constant", "cosine")
-COSINE_FINAL_FRACTION = 0.02
-
-
-def learning_rate_at(config: TrainConfig, step: int) -> float:
-    """The step size of optimizer step ``step`` (1-based) under ``config.lr_schedule``."""
-    if config.lr_schedule == "constant" or config.steps == 1:
-        return config.learning_rate
-    progress = min(1.0, (step - 1) / (config.steps - 1))
-    fraction = COSINE_FINAL_FRACTION + (1 - COSINE_FINAL_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress))
-    return config.learning_rate * fraction
+def learning_rate_at(config: TrainConfig, step: int, seconds: float = 0.0) -> float:
+    """The step size of optimizer step ``step`` (1-based), ``seconds`` into training, under ``config.lr_schedule``
+    (by step when ``config.steps`` is set, else by the share of the ``config.minutes`` budget spent)."""
+    progress = schedule_progress(step, config.steps, seconds, config.minutes)
+    return scheduled_learning_rate(config.lr_schedule, config.learning_rate, progress)
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,15 @@ class TrainConfig:
     """Settings of :func:`train`.
 
     Attributes:
-        steps: optimizer steps (at most; ``minutes`` may stop earlier).
+        steps: optimizer steps (at most; ``minutes`` may stop earlier), or ``None``: as many as ``minutes`` allows
+            (the budget then counts training seconds over resumed runs too).
         batch_size: answers per step.
         learning_rate: Adam step size (the peak one, under a schedule).
         lr_schedule: ``"constant"``, or ``"cosine"``: the step size falls along a half cosine from
             ``learning_rate`` at step 1 to :data:`COSINE_FINAL_FRACTION` of it at step ``steps`` (a function of the
-            step alone, so a resumed run follows it exactly). Give ``steps`` that ``minutes`` lets the run reach.
+            step alone, so a resumed run follows it exactly), or, without ``steps``, at the end of the ``minutes``
+            budget (a function of training seconds, which the training state keeps; see
+            :mod:`retro.inference.schedules`).
         minutes: wall-time cap, or ``None``.
         eval_every: steps between held-out evaluations (and at the end).
         eval_particles: particles of the guide importance estimate of held-out log p.
@@ -79,7 +83,7 @@ class TrainConfig:
             same training whatever the number of processes (up to the order of floating-point sums).
     """
 
-    steps: int = 2000
+    steps: int | None = 2000
     batch_size: int = 64
     learning_rate: float = 3e-3
     lr_schedule: str = "constant"
@@ -94,8 +98,12 @@ class TrainConfig:
     slices: int | None = None
 
     def __post_init__(self):
+        if self.steps is None and self.minutes is None:
+            raise RetroError("training: give steps, minutes, or both")
         for name in ("steps", "batch_size", "eval_every", "eval_particles", "eval_answers"):
             value = getattr(self, name)
+            if name == "steps" and value is None:
+                continue
             if int(value) != value or value < 1:
                 raise RetroError(f"training: {name} must be a positive integer, got {value}")
         for name in ("checkpoint_every", "patience", "slices"):
@@ -163,6 +171,8 @@ def _collapse_row(imitator, guide, heldout, config: TrainConfig) -> dict[str, An
         "kl": diagnostics.kl,
         "mutual_information": diagnostics.mutual_information,
         "active_units": diagnostics.active_units,
+        "latent_usage": diagnostics.usage,
+        "unused_latents": list(diagnostics.unused),
     }
 
 
@@ -250,8 +260,9 @@ class _Run:
         first = self.world.rank * per_rank
         return [(s, index[s * width : (s + 1) * width]) for s in range(first, first + per_rank)]
 
-    def step(self, step: int, questions, answers) -> None:
-        """One optimizer step on the next global minibatch: this rank's slices, gradients averaged over all."""
+    def step(self, step: int, questions, answers, seconds: float = 0.0) -> None:
+        """One optimizer step on the next global minibatch: this rank's slices, gradients averaged over all
+        (``seconds``: training time so far, which a schedule without a step count follows)."""
         index = self._minibatch(step)
         self.optimizer.zero_grad(set_to_none=True)
         local_loss = torch.zeros((), dtype=torch.float64)
@@ -267,14 +278,23 @@ class _Run:
                 f"training stopped at step {step}: the loss is {loss} "
                 "(the best parameters so far and the last checkpoint are kept)"
             )
+        rate = learning_rate_at(self.config, step, self._shared_seconds(seconds))
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate_at(self.config, step)
+            group["lr"] = rate
         self.optimizer.step()
         finish = getattr(self.objective, "finish_step", None)
         if finish is not None:  # e.g. the adversarial discriminator's own step, on the averaged gradient
             finish(self.average)
         running = self.position.running
         self.position.running = loss if running is None else 0.95 * running + 0.05 * loss
+
+    def _shared_seconds(self, seconds: float) -> float:
+        """Rank 0's clock when the schedule follows the time: every rank must take the same step size."""
+        if self.config.steps is not None or self.config.lr_schedule == "constant" or self.world.size == 1:
+            return seconds
+        shared = torch.tensor([seconds], dtype=torch.float64)
+        self.world.broadcast_([shared])
+        return float(shared)
 
     def average(self, tensors: list[torch.Tensor]) -> None:
         """Replace each tensor by its mean over the step's slices (summed over ranks, divided by the slices)."""
@@ -454,7 +474,9 @@ def train(
     )
     first_step = run.restore(resume) if resume is not None else 1
     start = time.monotonic()
-    deadline = start + 60 * config.minutes if config.minutes else math.inf
+    # Without steps, minutes is the whole run's budget (resumed runs included); with steps, a cap on this call.
+    spent = run.position.seconds_before if config.steps is None else 0.0
+    deadline = start + 60 * config.minutes - spent if config.minutes else math.inf
 
     def clock() -> float:
         return run.position.seconds_before + time.monotonic() - start
@@ -469,8 +491,11 @@ def train(
     step = first_step - 1
     try:  # whatever stops the run (an error, Ctrl-C), the modules end in eval mode: no dropout when scored
         _set_training(modules, True)
-        for step in range(first_step, config.steps + 1):
-            run.step(step, q_all, a_all)
+        steps = (
+            range(first_step, config.steps + 1) if config.steps is not None else itertools.count(first_step)
+        )
+        for step in steps:
+            run.step(step, q_all, a_all, clock())
             bar.update(1)
             if step % config.eval_every == 0:
                 run.evaluate(step, heldout, clock, on_evaluate, on_improve)

@@ -10,7 +10,7 @@ import torch
 from retro.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from retro.errors import RetroError
 from retro.inference.guides import AmortizedGuide
-from retro.models import Imitator, imitator_from_config
+from retro.models import HOW_TO_REGISTER, IMITATORS, Imitator, imitator_from_config
 
 __all__ = ["TrainedImitator", "save_trained", "load_trained"]
 
@@ -53,6 +53,14 @@ def load_trained(directory: str | os.PathLike, device: str | torch.device = "cpu
         raise CheckpointError(
             f"checkpoint {str(directory)!r} is not a retro trained imitator "
             f"(format {config.get('format')!r}, expected {FORMAT!r})"
+        )
+    name = config.get("imitator", {}).get("imitator") if isinstance(config.get("imitator"), dict) else None
+    if (
+        isinstance(name, str) and name not in IMITATORS
+    ):  # a checkpoint names an imitator, never code to import
+        raise CheckpointError(
+            f"checkpoint {str(directory)!r} holds imitator {name!r}, which is not registered: "
+            + HOW_TO_REGISTER
         )
     try:
         imitator = imitator_from_config(config["imitator"])

@@ -1,7 +1,16 @@
-"""Imitator programs: the Imitator contract and the built-in imitators."""
+"""Imitator programs: the Imitator contract, the built-in imitators, and the registry that names them.
+
+A checkpoint names its imitator (``"imitator": "latent"``) and :func:`imitator_from_config` rebuilds it from this
+registry; it never imports code. Your own imitator class is registered with :func:`register_imitator` (call it in
+the module that defines the class; on the command line, ``--import MODULE`` imports that module first). An
+installed package can offer imitators through the entry-point group ``retro.imitators`` (each entry point names an
+``Imitator`` subclass); they are registered only when asked, by :func:`load_imitator_plugins` (``--plugins``).
+"""
 
 from __future__ import annotations
 
+import inspect
+from importlib.metadata import entry_points
 from typing import Any
 
 from retro.errors import RetroError
@@ -17,18 +26,87 @@ __all__ = [
     "LatentSeq2Seq",
     "MixtureSeq2Seq",
     "IMITATORS",
+    "BUILT_IN_IMITATORS",
+    "PLUGIN_GROUP",
+    "UnknownImitatorError",
+    "register_imitator",
+    "load_imitator_plugins",
     "make_imitator",
     "imitator_from_config",
+    "accepted_hyperparameters",
+    "HOW_TO_REGISTER",
 ]
 
+BUILT_IN_IMITATORS = ("seq2seq", "latent", "mixture")
 IMITATORS: dict[str, type[Imitator]] = {cls.name: cls for cls in (Seq2Seq, LatentSeq2Seq, MixtureSeq2Seq)}
+PLUGIN_GROUP = "retro.imitators"
+HOW_TO_REGISTER = (
+    "register its class with retro.models.register_imitator in the module that defines it, and on the command "
+    "line import that module with --import MODULE (or --plugins for an installed package's imitators)"
+)
+
+
+class UnknownImitatorError(RetroError):
+    """An imitator name that is not registered."""
+
+
+def register_imitator(cls: type[Imitator], name: str | None = None, replace: bool = False) -> type[Imitator]:
+    """Register an :class:`Imitator` subclass under ``name`` (default ``cls.name``) so :func:`make_imitator` and
+    checkpoints (:func:`imitator_from_config`) can find it; returns ``cls``, so it also works as a decorator.
+
+    Re-registering the same class is harmless; another class under a taken name needs ``replace=True`` (a
+    built-in never can be replaced).
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Imitator)):
+        raise RetroError(f"register_imitator takes an Imitator subclass, got {cls!r}")
+    name = name or cls.name
+    if not name:
+        raise RetroError(f"{cls.__name__} has no name: set the class attribute name (or pass name=)")
+    if cls.name != name:
+        raise RetroError(f"{cls.__name__}.name is {cls.name!r}, not {name!r}: a checkpoint records cls.name")
+    taken = IMITATORS.get(name)
+    if taken is not None and taken is not cls and (name in BUILT_IN_IMITATORS or not replace):
+        where = (
+            "a built-in imitator"
+            if name in BUILT_IN_IMITATORS
+            else f"{taken.__module__}.{taken.__qualname__}"
+        )
+        raise RetroError(f"imitator name {name!r} is taken by {where}")
+    IMITATORS[name] = cls
+    return cls
+
+
+def load_imitator_plugins() -> list[str]:
+    """Register the imitators that installed packages offer in the entry-point group ``retro.imitators``;
+    returns their names. Only called when the user asks (``--plugins``): installing a package runs nothing."""
+    names = []
+    for point in entry_points(group=PLUGIN_GROUP):
+        try:
+            cls = point.load()
+        except Exception as e:  # a broken plug-in is named, not a traceback
+            raise RetroError(f"imitator plug-in {point.name!r} ({point.value}) failed to load: {e}") from None
+        names.append(register_imitator(cls, point.name).name)
+    return names
 
 
 def make_imitator(name: str, **hyperparameters: Any) -> Imitator:
-    """A fresh built-in imitator by name (see ``retro imitators``)."""
+    """A fresh imitator by its registered name (see ``retro imitators``)."""
     if name not in IMITATORS:
-        raise RetroError(f"unknown imitator {name!r}; built-in imitators: {', '.join(sorted(IMITATORS))}")
+        raise UnknownImitatorError(
+            f"unknown imitator {name!r} (registered: {', '.join(sorted(IMITATORS))}); to use your own, "
+            + HOW_TO_REGISTER
+        )
     return IMITATORS[name](**hyperparameters)
+
+
+def accepted_hyperparameters(name: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``hyperparameters`` that imitator ``name``'s constructor takes (all, with ``**kwargs``)."""
+    if name not in IMITATORS:
+        make_imitator(name)  # the error
+    parameters = inspect.signature(IMITATORS[name]).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return dict(hyperparameters)
+    return {k: v for k, v in hyperparameters.items() if k in parameters}
 
 
 def imitator_from_config(config: dict[str, Any]) -> Imitator:

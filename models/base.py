@@ -14,29 +14,41 @@ An imitator is a Pyro program over strings. Write one by subclassing :class:`Imi
   dims left of it, so a latent's value can have shape ``[..., B, event]``. Combine per-question tensors
   ``[B, H]`` with latents by broadcasting, not by assuming ``[B, ...]`` shapes.
 
-Anything that follows this works with every estimator, trainer and sampler. Example (a custom imitator whose
-answer length depends on a latent "verbosity"):
+Anything that follows this works with every estimator, trainer and sampler. To save and load it
+(:func:`retro.inference.trained.save_trained` / ``load_trained``), give the class a ``name``, pass the
+constructor's own settings to :meth:`Imitator.remember_config` (the base class remembers the codecs and
+``max_length``; each subclass adds its own, merged), and register it with :func:`retro.models.register_imitator`:
+a checkpoint records the name and settings and never imports code. Example (a custom imitator whose answer
+length depends on a latent "verbosity"):
 
     >>> import pyro, pyro.distributions as dist, torch
-    >>> from retro.models import Imitator
+    >>> from retro.models import Imitator, register_imitator
     >>> from retro.nets import GRUDecoder, StringEncoder
     >>> from retro.distributions import StringDistribution
-    >>> class Verbose(Imitator):
+    >>> @register_imitator
+    ... class Verbose(Imitator):
     ...     name = "verbose-example"
-    ...     def __init__(self, codec=None, max_length=16):
+    ...     def __init__(self, codec=None, max_length=16, width=16):
     ...         super().__init__(codec, max_length)
-    ...         self.encoder = StringEncoder(self.question_codec.vocab_size, 16)
-    ...         self.decoder = GRUDecoder(self.codec.vocab_size, 32 + 1, 16)
+    ...         self.remember_config(width=width)  # what a checkpoint needs to rebuild it
+    ...         self.encoder = StringEncoder(self.question_codec.vocab_size, width)
+    ...         self.decoder = GRUDecoder(self.codec.vocab_size, 2 * width + 1, width)
     ...     def model(self, questions, answers=None):
     ...         code = self.encoder(questions)                                  # [B, 32]
     ...         with self.answers_plate(questions):
     ...             v = pyro.sample("verbosity", dist.Normal(0.0, 1.0))       # [..., B]
     ...             shape = torch.broadcast_shapes(v.shape, code.shape[:-1])
-    ...             context = torch.cat([code.expand(shape + (32,)), v.expand(shape)[..., None]], -1)
+    ...             context = torch.cat([code.expand(shape + code.shape[-1:]), v.expand(shape)[..., None]], -1)
     ...             answer = StringDistribution(self.decoder, context, self.max_length, self.codec.eos)
     ...             return self.observe(answer, answers)
     >>> len(Verbose().sample(["hi"], num_samples=2)[0])
     2
+    >>> import tempfile
+    >>> from retro.inference.trained import load_trained, save_trained
+    >>> folder = tempfile.mkdtemp()
+    >>> save_trained(folder, Verbose(width=8))
+    >>> type(load_trained(folder).imitator).__name__, load_trained(folder).imitator.config()["width"]
+    ('Verbose', 8)
 """
 
 from __future__ import annotations
@@ -60,7 +72,9 @@ class Imitator(StringProgram):
         self._hyperparameters: dict[str, Any] = {}
 
     def remember_config(self, **hyperparameters: Any) -> None:
-        self._hyperparameters = dict(hyperparameters)
+        """Record constructor settings for :meth:`config` (JSON-able values), merged with those recorded before:
+        a subclass adds its own settings to its base class's."""
+        self._hyperparameters.update(hyperparameters)
 
     def config(self) -> dict[str, Any]:
         return {"imitator": self.name, **super().config(), **self._hyperparameters}

@@ -39,7 +39,7 @@ class LatentSeq2Seq(Seq2Seq):
             question_codec=question_codec,
             dropout=dropout,
         )
-        self.remember_config(hidden_dim=hidden_dim, decoder=decoder, latent_dim=latent_dim, dropout=dropout)
+        self.remember_config(latent_dim=latent_dim)  # Seq2Seq remembers the rest
         self.latent_dim = latent_dim
 
     def model(self, questions: StringBatch, answers: StringBatch | None = None) -> torch.Tensor:

@@ -40,13 +40,7 @@ class MixtureSeq2Seq(Seq2Seq):
             question_codec=question_codec,
             dropout=dropout,
         )
-        self.remember_config(
-            hidden_dim=hidden_dim,
-            decoder=decoder,
-            num_styles=num_styles,
-            style_dim=style_dim,
-            dropout=dropout,
-        )
+        self.remember_config(num_styles=num_styles, style_dim=style_dim)  # Seq2Seq remembers the rest
         self.style_logits = nn.Linear(self.encoder.output_dim, num_styles)
         self.style_embedding = nn.Embedding(num_styles, style_dim)
 

@@ -60,7 +60,8 @@ class Pairs:
                 if field == "answer" and len(ids) > max_length:
                     shown = text if len(text) <= 40 else text[:37] + "..."
                     raise DataError(
-                        f"{where}: answer {shown!r} is {len(ids)} tokens long; max_length is {max_length}"
+                        f"{where}: answer {shown!r} is {len(ids)} tokens long; max_length is {max_length} "
+                        f"(train with --max-length {len(ids)} or more)"
                     )
 
 

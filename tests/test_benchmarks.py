@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: CI runs it, `-m "not slow"` skips it
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TIMES = (

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = (
     "elbo",
@@ -17,6 +19,8 @@ METHODS = (
     "ais[prior]",
     "ais[guide]",
 )
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: CI runs it, `-m "not slow"` skips it
 
 
 def _positive_finite(value) -> bool:

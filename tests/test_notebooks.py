@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from optional import NOTEBOOK_NEEDS
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: CI runs it, `-m "not slow"` skips it
+
 jupytext = pytest.importorskip("jupytext")
 nbclient = pytest.importorskip("nbclient")
 nbformat = pytest.importorskip("nbformat")
@@ -37,7 +41,9 @@ def kernel_name(tmp_path, monkeypatch) -> str:
     return KERNEL
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, id=p.stem, marks=NOTEBOOK_NEEDS.get(p.stem, ())) for p in NOTEBOOKS]
+)
 def test_notebook_runs(path: Path, kernel_name: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("RETRO_SMOKE", "1")  # the kernel inherits this process's environment
     # One thread: two OpenMP threads on a 2-core machine that is doing anything else slow torch down by 10-50x.

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
 from retro.cli import bdmc, compare, demo, evaluate, experiment, listing, report, sample, score, train
+from retro.cli.parser import RetroArgumentParser, UsageError, show_defaults, unknown_arguments_error
+from retro.cli.plugins import COMMANDS_WITH_PLUGINS, add_plugin_options, load_user_imitators
 from retro.errors import RetroError
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 COMMANDS = (
     demo,
@@ -26,18 +27,40 @@ COMMANDS = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="retro", description="Train and score human imitators.")
+def build_parser() -> RetroArgumentParser:
+    """The ``retro`` parser with every command; each option's help ends with its default."""
+    parser = RetroArgumentParser(prog="retro", description="Train and score human imitators.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
+    for name in COMMANDS_WITH_PLUGINS:
+        add_plugin_options(subparsers.choices[name])
+    show_defaults(parser)
     return parser
+
+
+def _parse(parser: RetroArgumentParser, argv: Sequence[str] | None):
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        names = [args.command] + ([args.experiment] if getattr(args, "experiment", None) else [])
+        target = parser
+        for name in names:  # the (sub-)command whose flags the user was typing
+            target = next(
+                a for a in target._actions if a.dest in ("command", "experiment") and a.choices
+            ).choices[name]
+        raise unknown_arguments_error(target, extras)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = _parse(parser, argv)
+    except UsageError as e:
+        print(f"{e}", file=sys.stderr)
+        return 2
+    try:
+        load_user_imitators(args)
         return args.run(args) or 0
     except RetroError as e:
         print(f"retro {args.command}: error: {e}", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from retro.cli.common import add_seed, load_model, seed_everything, write_records
+from retro.cli.progress import add_quiet, show_progress
 from retro.data import load_pairs
 from retro.errors import RetroError
 from retro.inference.bdmc import DEFAULT_BDMC_CHAINS, DEFAULT_CONFIDENCE
@@ -40,6 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--proposal", choices=("prior", "guide"), default="prior")
     p.add_argument("--format", choices=("jsonl", "table"), default="table")
     p.add_argument("--device", default="cpu")
+    add_quiet(p)
     add_seed(p)
     p.set_defaults(run=run)
 
@@ -72,6 +74,7 @@ def run(args) -> int:
         num_chains=args.chains,
         seed=args.seed,
         confidence=args.confidence,
+        progress=show_progress(args),
     )
     write_records([r.to_dict() for r in results], args.format)
     return 0

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
 from retro.cli.common import add_seed, load_data, load_model, seed_everything, write_records
+from retro.cli.progress import add_quiet, show_progress
 from retro.errors import RetroError
 
 
@@ -36,9 +38,12 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int, default=None, help="ais: annealing steps (default 48)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument(
-        "--plot", default=None, help="write a PNG of error (or estimate) against seconds per answer"
+        "--plot",
+        default=None,
+        help="write a PNG of error (or estimate) against seconds per answer (default: none)",
     )
     p.add_argument("--device", default="cpu")
+    add_quiet(p)
     add_seed(p)
     p.set_defaults(run=run)
 
@@ -99,22 +104,20 @@ def run(args) -> int:
     model = load_model(args.model, args.device)
     pairs = load_data(args.data, model.program, args.n, args.seed)
     methods = args.methods.split(",") if args.methods else default_methods(model.guide is not None)
-    progress = (
-        (lambda row: print(f"  {row.method} budget {row.budget}: {row.seconds:.1f} s", file=sys.stderr))
-        if sys.stderr.isatty()
-        else None
-    )
-    result = compare(
-        model.program,
-        pairs.questions,
-        pairs.answers,
-        methods,
-        _budgets(args.budgets),
-        guide=model.guide,
-        seed=args.seed,
-        on_row=progress,
-        options={} if args.steps is None else {"ais": {"num_steps": args.steps}},
-    )
+    budgets = _budgets(args.budgets)
+    bar = tqdm(total=len(methods) * len(budgets), desc="compare", unit="row", disable=not show_progress(args))
+    with bar:
+        result = compare(
+            model.program,
+            pairs.questions,
+            pairs.answers,
+            methods,
+            budgets,
+            guide=model.guide,
+            seed=args.seed,
+            on_row=lambda row: bar.update(1),
+            options={} if args.steps is None else {"ais": {"num_steps": args.steps}},
+        )
     rows = [row.to_dict() for row in result.rows]
     if args.format == "json":
         print(

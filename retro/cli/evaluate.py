@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from retro.cli.common import add_seed, json_ready, load_data, load_model, seed_everything, write_records
+from retro.cli.progress import add_quiet, show_progress
 from retro.errors import RetroError
 
 __all__ = ["register", "run"]
@@ -21,7 +21,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
-    p.add_argument("--n", type=int, default=None, help="evaluate the first N pairs (or draw N from a human)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="evaluate the first N pairs, or draw N from a human (default: all; 1000)",
+    )
     p.add_argument("--particles", type=int, default=500, help="importance particles per answer (default 500)")
     p.add_argument(
         "--target-stderr",
@@ -34,6 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--beam", type=int, default=8, help="beam size of the 1-best decoding (default 8)")
     p.add_argument("--format", choices=("json", "table"), default="json")
     p.add_argument("--device", default="cpu")
+    add_quiet(p)
     add_seed(p)
     p.set_defaults(run=run)
 
@@ -66,7 +72,7 @@ def _run(args, world) -> int:
         num_particles=args.particles,
         beam=args.beam,
         seed=args.seed,
-        progress=sys.stderr.isatty(),
+        progress=show_progress(args),
         target_stderr=args.target_stderr,
         world=world,
     )

@@ -17,7 +17,7 @@ def _imitators(args) -> int:
     from retro.models import IMITATORS
 
     for name, cls in sorted(IMITATORS.items()):
-        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        summary = next(iter((cls.__doc__ or "").strip().splitlines()), "")  # your own class may have none
         print(f"{name:12s} {summary}")
     return 0
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 
 from retro.cli.common import add_seed, json_ready, load_data, load_model, seed_everything
+from retro.cli.progress import add_quiet, show_progress
 
 
 def register(subparsers) -> None:
@@ -21,16 +21,19 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="held-out JSONL/CSV pairs, or human:NAME")
     p.add_argument("--n", type=int, default=500, help="pairs to judge on (default 500)")
     p.add_argument(
-        "--verifier", default=None, help="built-in verifier (arithmetic, sudoku) or package.module:function"
+        "--verifier",
+        default=None,
+        help="built-in verifier (arithmetic, sudoku) or package.module:function (default: none)",
     )
     p.add_argument(
         "--samples", type=int, default=50, help="model answers per question, typicality (default 50)"
     )
     p.add_argument("--particles", type=int, default=500, help="importance particles per log p (default 500)")
     p.add_argument("--disc-steps", type=int, default=300, help="two-sample discriminator steps (default 300)")
-    p.add_argument("--png", default=None, help="also save the report as a PNG figure here")
+    p.add_argument("--png", default=None, help="also save the report as a PNG figure here (default: none)")
     p.add_argument("--details", action="store_true", help="include per-question p-values and log p values")
     p.add_argument("--device", default="cpu")
+    add_quiet(p)
     add_seed(p)
     p.set_defaults(run=run)
 
@@ -53,7 +56,7 @@ def run(args) -> int:
         num_particles=args.particles,
         discriminator_steps=args.disc_steps,
         seed=args.seed,
-        progress=sys.stderr.isatty(),
+        progress=show_progress(args),
     )
     if args.png:
         plot_report(report, args.png, title=args.model)

@@ -12,8 +12,10 @@ def register(subparsers) -> None:
         "sample", help="draw answers from a model", description="Draw answers from a model."
     )
     p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
-    p.add_argument("--questions", nargs="+", default=None, help="questions to answer")
-    p.add_argument("--data", default=None, help="take the questions from this data spec instead")
+    p.add_argument("--questions", nargs="+", default=None, help="questions to answer (give these or --data)")
+    p.add_argument(
+        "--data", default=None, help="take the questions from this data spec instead (default: none)"
+    )
     p.add_argument("--n", type=int, default=10, help="with --data: number of questions (default 10)")
     p.add_argument("--num-samples", type=int, default=3, help="answers per question (default 3)")
     p.add_argument(

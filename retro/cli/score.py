@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from retro.cli.common import FORMATS, add_seed, load_data, load_model, seed_everything, write_records
+from retro.cli.progress import add_quiet, show_progress
 from retro.errors import RetroError
 from retro.inference import estimate, method_names, registrations, summarize
 from retro.inference.scoring import DEFAULT_CHUNK_SIZE
@@ -19,7 +20,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
-    p.add_argument("--n", type=int, default=None, help="score the first N pairs (or draw N from a human)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="score the first N pairs, or draw N from a human (default: all; 1000)",
+    )
     p.add_argument("--method", choices=method_names(), default="importance")
     proposals = dict.fromkeys(p for r in registrations() for p in r.proposals)
     p.add_argument(
@@ -53,7 +59,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="write to this file instead of stdout; FILE.nc: ArviZ InferenceData with the log weights",
+        help="write to this file instead of stdout; FILE.nc: ArviZ InferenceData with the log weights "
+        "(default: stdout)",
     )
     p.add_argument(
         "--max-rows",
@@ -74,6 +81,7 @@ def register(subparsers) -> None:
         help="continue an interrupted run into the same --out (JSONL/CSV) from its last finished chunk",
     )
     p.add_argument("--device", default="cpu")
+    add_quiet(p)
     add_seed(p)
     p.set_defaults(run=run)
 
@@ -142,7 +150,7 @@ def run(args) -> int:
         leave()
 
 
-def _chunk_scorer(model, args):
+def _chunk_scorer(model, args, progress: bool = False):
     from retro.data import Pairs
 
     def score(questions, answers, first_index):
@@ -153,7 +161,7 @@ def _chunk_scorer(model, args):
             args.method,
             args.proposal,
             args.particles,
-            False,
+            progress,  # a bar per chunk, with its time left
             args.max_rows,
             args.steps,
             args.seed,
@@ -192,7 +200,7 @@ def _run(args, world) -> int:
         raise RetroError("--resume continues a JSONL or CSV --out file")
     chunk_size = args.batch_size or DEFAULT_CHUNK_SIZE
     pairs = _validated(iter_pairs(args.data, args.n, args.seed), model.program)
-    score = _chunk_scorer(model, args)
+    score = _chunk_scorer(model, args, show_progress(args) and world.size == 1)
     if args.out:
         settings = {k: getattr(args, k) for k in LEDGER_SETTINGS}
         summary = score_to_file(
@@ -218,7 +226,7 @@ def _run_in_memory(args, model) -> int:
         args.method,
         args.proposal,
         args.particles,
-        sys.stderr.isatty(),
+        show_progress(args),
         args.max_rows,
         args.steps,
         args.seed,

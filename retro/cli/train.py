@@ -3,19 +3,43 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
 
 from retro.checkpoint import CONFIG_FILE
 from retro.cli.common import add_seed, load_data, seed_everything
-from retro.data import split_pairs
-from retro.datasets import codecs_for
+from retro.data import load_pairs, split_pairs
+from retro.datasets import codecs_for, recommended_settings
 from retro.errors import RetroError
 from retro.inference.train import COSINE_FINAL_FRACTION, LR_SCHEDULES
 from retro.nets import DECODERS
+from retro.text import ByteCodec
 
-DEFAULT_STEPS = 2000
+DEFAULT_STEPS = 2000  # without --minutes; with it, as many steps as the time allows
+MAX_LENGTH_MARGIN = (
+    0.25  # the longest training answer, plus a quarter (at least 4 tokens): --max-length's default
+)
+DEFAULTS = {  # settings a built-in dataset may recommend otherwise (retro.datasets.recommended_settings)
+    "batch_size": 64,
+    "lr": 3e-3,
+    "lr_schedule": "constant",
+    "eval_every": 200,
+    "hidden_dim": 128,
+    "decoder": "gru",
+    "dropout": 0.0,
+    "kl_anneal": "none",
+    "kl_warmup": 1000,
+    "kl_cycle": 1000,
+    "free_bits": 0.0,
+}
+COLLAPSE_SETTINGS = ("kl_anneal", "kl_warmup", "kl_cycle", "free_bits")
+RECOMMENDED = "; a built-in dataset may recommend another"
+
+
+def _default(name: str) -> str:
+    return f"(default {DEFAULTS[name]}{RECOMMENDED})"
 
 
 def register(subparsers) -> None:
@@ -27,14 +51,18 @@ def register(subparsers) -> None:
         "a sampler, score-function gradient; the latest checkpoint is kept), or both (mixed: ELBO + lambda x "
         "adversarial loss).",
     )
-    p.add_argument("--imitator", help="built-in imitator name (see 'retro imitators')")
-    p.add_argument("--data", help="JSONL/CSV with question and answer fields, or human:NAME")
-    p.add_argument("--out", help="directory for the checkpoint")
+    p.add_argument("--imitator", help="imitator name, see 'retro imitators' (required unless --resume)")
+    p.add_argument(
+        "--data",
+        help="JSONL/CSV with question and answer fields, human:NAME or builtin:NAME:SPLIT (required unless --resume)",
+    )
+    p.add_argument("--out", help="directory for the checkpoint (required unless --resume)")
     p.add_argument(
         "--resume",
         default=None,
         metavar="DIR",
-        help="continue the run saved in DIR with its settings (--steps: the new total; --minutes: a new cap)",
+        help="continue the run saved in DIR with its settings (--steps: the new total; --minutes: the new total "
+        "budget of a run without --steps, else a new cap) (default: a new run)",
     )
     p.add_argument(
         "--checkpoint-every",
@@ -46,38 +74,74 @@ def register(subparsers) -> None:
         "--patience",
         type=int,
         default=None,
-        help="retrodiction: stop after this many evaluations without a better held-out log p",
+        help="retrodiction: stop after this many evaluations without a better held-out log p (default: never)",
     )
-    p.add_argument("--n", type=int, default=None, help="use the first N pairs (or draw N from a human)")
+    p.add_argument(
+        "--n",
+        type=int,
+        default=None,
+        help="use the first N pairs, or draw N from a human (default: all; 1000)",
+    )
     p.add_argument("--heldout", default=None, help="held-out data spec (default: 10%% of --data)")
-    p.add_argument("--minutes", type=float, default=None, help="wall-time cap")
-    p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default {DEFAULT_STEPS})")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam step size (the peak one under --lr-schedule)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=None,
+        help="training time: alone, the run's budget (it trains until the time is up, and --lr-schedule follows "
+        "the clock); with --steps, a wall-time cap (default: none)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"optimizer steps (default: as many as --minutes allows; {DEFAULT_STEPS} without --minutes)",
+    )
+    p.add_argument("--batch-size", type=int, default=None, help=f"answers per step {_default('batch_size')}")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help=f"Adam step size, the peak one under --lr-schedule {_default('lr')}",
+    )
     p.add_argument(
         "--lr-schedule",
         choices=LR_SCHEDULES,
-        default="constant",
-        help=f"cosine: the step size falls along a half cosine to {COSINE_FINAL_FRACTION * 100:g}%% of --lr at --steps "
-        "(give --steps that --minutes lets the run reach)",
+        default=None,
+        help=f"cosine: the step size falls along a half cosine to {COSINE_FINAL_FRACTION * 100:g}%% of --lr at "
+        f"--steps, or when --minutes are up {_default('lr_schedule')}",
     )
-    p.add_argument("--eval-every", type=int, default=200)
-    p.add_argument("--max-length", type=int, default=32, help="longest answer in tokens (default 32)")
-    p.add_argument("--hidden-dim", type=int, default=128)
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help=f"steps between held-out evaluations {_default('eval_every')}",
+    )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help=f"longest answer in tokens (default: the longest training answer plus {MAX_LENGTH_MARGIN * 100:g}%%, at "
+        f"least 4 more{RECOMMENDED})",
+    )
+    p.add_argument(
+        "--hidden-dim", type=int, default=None, help=f"width of the networks {_default('hidden_dim')}"
+    )
     p.add_argument("--latent-dim", type=int, default=None, help="latent imitator: size of z (default 8)")
-    p.add_argument("--num-styles", type=int, default=None, help="mixture imitator: number of styles")
+    p.add_argument(
+        "--num-styles", type=int, default=None, help="mixture imitator: number of styles (default 4)"
+    )
     p.add_argument(
         "--decoder",
         choices=DECODERS,
-        default="gru",
+        default=None,
         help="gru: the question as one vector; attention: also attends to each character of the question; "
-        "transformer (default gru)",
+        f"transformer {_default('decoder')}",
     )
     p.add_argument(
         "--dropout",
         type=float,
-        default=0.0,
-        help="dropout rate in the imitator's encoder and decoder during training steps (default 0)",
+        default=None,
+        help=f"dropout rate in the imitator's encoder and decoder during training steps {_default('dropout')}",
     )
     p.add_argument(
         "--codec",
@@ -98,13 +162,26 @@ def register(subparsers) -> None:
     p.add_argument(
         "--kl-anneal",
         choices=("none", "linear", "cyclical"),
-        default="none",
-        help="retrodiction: KL annealing schedule (with a closed-form KL per dimension)",
+        default=None,
+        help=f"retrodiction: KL annealing schedule (with a closed-form KL per dimension) {_default('kl_anneal')}",
     )
-    p.add_argument("--kl-warmup", type=int, default=1000, help="linear KL annealing: steps to reach 1")
-    p.add_argument("--kl-cycle", type=int, default=1000, help="cyclical KL annealing: cycle length in steps")
     p.add_argument(
-        "--free-bits", type=float, default=0.0, help="retrodiction: KL floor per latent dimension, in nats"
+        "--kl-warmup",
+        type=int,
+        default=None,
+        help=f"linear KL annealing: steps to reach 1 {_default('kl_warmup')}",
+    )
+    p.add_argument(
+        "--kl-cycle",
+        type=int,
+        default=None,
+        help=f"cyclical KL annealing: cycle length in steps {_default('kl_cycle')}",
+    )
+    p.add_argument(
+        "--free-bits",
+        type=float,
+        default=None,
+        help=f"retrodiction: KL floor per latent dimension, in nats {_default('free_bits')}",
     )
     p.add_argument(
         "--adversarial-weight",
@@ -115,7 +192,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--verifier",
         default=None,
-        help="adversarial: verifier whose verdict the discriminator sees (built-in name or module:function)",
+        help="adversarial: verifier whose verdict the discriminator sees, a built-in name or module:function "
+        "(default: none)",
     )
     p.add_argument("--disc-lr", type=float, default=1e-3, help="adversarial: discriminator step size")
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
@@ -181,16 +259,44 @@ def _resumed_settings(args):
     for key in SETTINGS:
         setattr(args, key, saved.get(key))
     args.out = args.resume
+    for key, value in DEFAULTS.items():  # a run saved before the setting existed
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     args.steps = given_steps if given_steps is not None else args.steps
     if args.patience is not None and state.evaluations_since_best >= args.patience:
         raise RetroError(
             f"{args.resume} stopped early (no better held-out log p in {args.patience} evaluations); "
             "there is nothing to resume"
         )
-    if args.steps <= state.step:
-        raise RetroError(f"{args.resume} already ran {state.step} steps; give --steps above that to continue")
     args.minutes = given_minutes if given_minutes is not None else args.minutes
+    if args.steps is not None and args.steps <= state.step:
+        raise RetroError(f"{args.resume} already ran {state.step} steps; give --steps above that to continue")
+    if args.steps is None and state.seconds >= 60 * args.minutes:
+        raise RetroError(
+            f"{args.resume} already trained for its {args.minutes:g} minutes; give --minutes above "
+            f"{state.seconds / 60:.1f} (the new total) or --steps to continue"
+        )
     return state
+
+
+def _settle_settings(args, pairs, answer_codec, announce: bool = True) -> None:
+    """Fill the settings the user left out: the dataset's recommendation for this imitator, then the defaults,
+    and ``max_length`` from the longest answer in ``pairs`` (tokens of the answer codec)."""
+    recommended = recommended_settings(args.data, args.imitator)
+    if args.objective != "retrodiction":  # the collapse tools are for the ELBO
+        recommended = {k: v for k, v in recommended.items() if k not in COLLAPSE_SETTINGS}
+    taken = {k: v for k, v in recommended.items() if getattr(args, k, None) is None}
+    if taken and announce:
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in taken.items())
+        print(f"retro train: {args.data} recommends for {args.imitator}: {flags}", file=sys.stderr)
+    for key, value in {**DEFAULTS, **taken}.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.max_length is None:
+        longest = max(len(answer_codec.encode(answer)) for answer in pairs.answers)
+        args.max_length = longest + max(4, math.ceil(MAX_LENGTH_MARGIN * longest))
+    if args.steps is None and args.minutes is None:
+        args.steps = DEFAULT_STEPS
 
 
 def run(args) -> int:
@@ -213,7 +319,7 @@ def _run(args, world) -> int:
     from retro.inference.train import TrainConfig, train
     from retro.inference.train_state import save_train_state
     from retro.inference.trained import save_trained
-    from retro.models import make_imitator
+    from retro.models import accepted_hyperparameters, make_imitator
     from retro.verifiers import verifier_from_spec
 
     state = None
@@ -227,7 +333,6 @@ def _run(args, world) -> int:
             raise RetroError(f"{args.out} already holds a checkpoint; pass --overwrite to replace it")
         if args.overwrite and world.is_main:  # never let --resume pick up the replaced run's state
             shutil.rmtree(Path(args.out) / STATE_DIR, ignore_errors=True)
-        args.steps = DEFAULT_STEPS if args.steps is None else args.steps
     out = Path(args.out)
     for name, value in (("--checkpoint-every", args.checkpoint_every), ("--patience", args.patience)):
         if value is not None and value < 1:
@@ -246,19 +351,25 @@ def _run(args, world) -> int:
     codecs = codecs_for(args.data) if args.codec == "auto" else None  # a run saved before --codec: bytes
     if codecs is not None:
         extra.update(codec=codecs[0], question_codec=codecs[1])
+    pairs = load_pairs(args.data, n=args.n, seed=args.seed)
+    if state is None:
+        _settle_settings(args, pairs, codecs[0] if codecs is not None else ByteCodec(), world.is_main)
+    # Your own imitator gets max_length, hidden_dim, decoder and dropout only where its constructor takes them.
+    constructor_settings = accepted_hyperparameters(
+        args.imitator,
+        {
+            "max_length": args.max_length,
+            "hidden_dim": args.hidden_dim,
+            "decoder": args.decoder,
+            "dropout": args.dropout,
+        },
+    )
     try:
-        imitator = make_imitator(
-            args.imitator,
-            max_length=args.max_length,
-            hidden_dim=args.hidden_dim,
-            decoder=args.decoder,
-            dropout=args.dropout or 0.0,
-            **extra,
-        )
+        imitator = make_imitator(args.imitator, **constructor_settings, **extra)
     except TypeError as e:
         raise RetroError(f"imitator {args.imitator!r}: {e}") from None
     imitator.to(device)
-    pairs = load_data(args.data, imitator, args.n, args.seed)
+    pairs.validate(imitator.codec, imitator.max_length, imitator.question_codec)
     if args.heldout:
         train_pairs, heldout = pairs, load_data(args.heldout, imitator, None, args.seed + 1)
     else:
@@ -272,7 +383,7 @@ def _run(args, world) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
-        lr_schedule=args.lr_schedule or "constant",
+        lr_schedule=args.lr_schedule,
         minutes=args.minutes,
         eval_every=args.eval_every,
         seed=args.seed,
@@ -282,7 +393,7 @@ def _run(args, world) -> int:
         slices=args.slices,
     )
     objective = None
-    collapse_tools = args.kl_anneal != "none" or args.free_bits > 0
+    collapse_tools = args.kl_anneal not in (None, "none") or (args.free_bits or 0) > 0
     if args.objective == "iwae":
         if guide is None:
             raise RetroError(f"--objective iwae needs an imitator with latents; {args.imitator!r} has none")
@@ -369,6 +480,7 @@ def _run(args, world) -> int:
             resume=state,
             world=world,
         )
+    _warn_unused_latents(report.history)
     print(
         json.dumps(
             {
@@ -383,3 +495,20 @@ def _run(args, world) -> int:
         )
     )
     return 0
+
+
+def _warn_unused_latents(history) -> None:
+    """A warning on stderr when the last evaluation found a latent unused (its posterior is its prior)."""
+    last = next((row for row in reversed(history) if "unused_latents" in row), None)
+    for name in last["unused_latents"] if last else []:
+        usage = last["latent_usage"][name]
+        measure = (
+            f"I({name}; answer) = {usage['mutual_information']:.3f} nats"
+            if "mutual_information" in usage
+            else "0 active units"
+        )
+        print(
+            f"retro train: warning: latent {name!r} is unused at step {last['step']} ({measure}): its posterior "
+            "is its prior, so it does not help the score (continuous latents: try --free-bits, --kl-anneal)",
+            file=sys.stderr,
+        )

@@ -34,6 +34,7 @@ __all__ = [
     "pronunciations",
     "load",
     "codecs",
+    "RECOMMENDED_SETTINGS",
 ]
 
 # The 39 ARPAbet phonemes of cmudict.phones (the dictionary's vowels carry stress digits 0/1/2; we drop them).
@@ -55,6 +56,16 @@ _STRESS = re.compile(r"\d")
 _GROUP_SUFFIX = re.compile(r"('s|s'|')$")
 _SALT = "cmudict-g2p-v1"
 _TEST_PERCENT = 10
+
+
+_TUNED = {"decoder": "attention", "hidden_dim": 256, "lr": 2e-3, "lr_schedule": "cosine", "eval_every": 1000}
+RECOMMENDED_SETTINGS: dict[str, dict[str, object]] = {
+    # The settings of the README's CMUdict table (about 30 minutes on 2 CPU cores): its best row per imitator.
+    "latent": {**_TUNED, "free_bits": 0.1, "kl_anneal": "linear", "kl_warmup": 2000},
+    "seq2seq": {**_TUNED, "dropout": 0.1},
+    "mixture": _TUNED,
+}
+"""``retro train`` settings (named as its options' destinations) per imitator; the flags a user gives win."""
 
 
 def codecs() -> tuple[Codec, Codec]:

@@ -19,6 +19,8 @@ from retro.experiments.steganography import (
 )
 from retro.inference import exact
 
+pytestmark = pytest.mark.slow  # see pyproject.toml: CI runs it, `-m "not slow"` skips it
+
 
 @pytest.fixture(scope="module")
 def rows():

@@ -8,9 +8,12 @@ import math
 import pytest
 import torch
 
+from optional import needs_pyapproxmc
 from retro.experiments.sudoku import ConstraintImitator, UniformFillImitator, run_sudoku
 from retro.experiments.sudoku_grids import count_solutions, is_solution
 from retro.inference import exact
+
+pytestmark = pytest.mark.slow  # see pyproject.toml: CI runs it, `-m "not slow"` skips it
 
 PUZZLE = "1.3..4....2....."  # a 4x4 puzzle with several solutions
 
@@ -52,6 +55,7 @@ def result():
     )
 
 
+@needs_pyapproxmc
 def test_verifier_discriminator_and_retrodiction_scores(result):
     rows = {(r["size"], r["imitator"]): r for r in result["rows"]}
     assert set(rows) == {
@@ -72,6 +76,7 @@ def test_verifier_discriminator_and_retrodiction_scores(result):
     assert rows[(4, "neural")]["c2st_accuracy"] is not None
 
 
+@needs_pyapproxmc
 def test_model_counting_rows(result):
     for row in result["counting_rows"]:
         assert row["log_prob_exact"] == pytest.approx(-math.log(row["exact_count"]))

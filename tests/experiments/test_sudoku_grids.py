@@ -1,6 +1,5 @@
 """Sudoku grids: verifier, exact enumeration against brute force, uniform sampling, generation, CNF, ApproxMC."""
 
-import importlib.util
 import itertools
 import math
 import random
@@ -8,6 +7,7 @@ import sys
 
 import pytest
 
+from optional import needs_pyapproxmc
 from retro.errors import RetroError
 from retro.experiments import sudoku_grids as sg
 from retro.experiments.sudoku_grids import (
@@ -21,10 +21,6 @@ from retro.experiments.sudoku_grids import (
     random_solution,
     solutions,
     sudoku_cnf,
-)
-
-needs_approxmc = pytest.mark.skipif(
-    importlib.util.find_spec("pyapproxmc") is None, reason="pyapproxmc is not installed"
 )
 
 SOLVED_4 = "1234341221434321"
@@ -247,7 +243,7 @@ def test_cnf_variables_sampling_set_and_models_are_the_solutions():
     assert not satisfies(sudoku_cnf("2" + "." * 15)[0], SOLVED_4)
 
 
-@needs_approxmc
+@needs_pyapproxmc
 def test_approxmc_counts_the_cnf_exactly_on_4x4_puzzles():
     # Every 4x4 count in 1..72 is below ApproxMC's exact-counting threshold (about 100 at epsilon 0.8).
     puzzles = make_puzzles(4, 12, random.Random(6), min_solutions=1, max_solutions=72)
@@ -261,13 +257,13 @@ def test_approxmc_counts_the_cnf_exactly_on_4x4_puzzles():
         approx_count("11" + "." * 14)
 
 
-@needs_approxmc
+@needs_pyapproxmc
 def test_approxmc_is_exact_on_9x9_puzzles_with_few_solutions():
     for puzzle in make_puzzles(9, 2, random.Random(12), 10, 60):
         assert approx_count(puzzle, seed=3).count == count_solutions(puzzle)
 
 
-@needs_approxmc
+@needs_pyapproxmc
 def test_approxmc_bounds_contain_the_exact_9x9_counts_at_the_promised_rate(puzzles_9x9):
     epsilon, delta = 0.8, 0.2
     failures = 0
@@ -281,7 +277,7 @@ def test_approxmc_bounds_contain_the_exact_9x9_counts_at_the_promised_rate(puzzl
     assert failures <= binomial_upper_quantile(len(puzzles_9x9), delta, 1e-3)
 
 
-@needs_approxmc
+@needs_pyapproxmc
 def test_log_prob_bounds_exact_below_the_limit_and_from_approxmc_above(puzzles_9x9):
     puzzle4 = make_puzzles(4, 1, random.Random(0))[0]
     lower, upper = log_prob_bounds(puzzle4)

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from retro.checkpoint import weights_path
 from retro.cli import main
 
@@ -25,6 +27,7 @@ def _history(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_losing_at_most_one_interval(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
