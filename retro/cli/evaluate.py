@@ -34,7 +34,7 @@ def register(subparsers) -> None:
         default=None,
         metavar="S",
         help="adaptive budgets: per answer, as many particles (at most --particles) as a standard error of S "
-        "nats needs",
+        "nats needs (default: off, a fixed budget)",
     )
     p.add_argument("--beam", type=int, default=8, help="beam size of the 1-best decoding (default 8)")
     p.add_argument("--format", choices=("json", "table"), default="json")

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
         default=None,
         metavar="S",
         help="adaptive budgets: per answer, as many particles as a standard error of S nats needs (pilot draws "
-        "choose, fresh draws are reported); --particles is then the maximum",
+        "choose, fresh draws are reported); --particles is then the maximum (default: off, a fixed budget)",
     )
     p.add_argument(
         "--certify",
