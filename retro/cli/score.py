@@ -53,7 +53,7 @@ def register(subparsers) -> None:
         default=None,
         metavar="DELTA",
         help="also write, per answer, a lower bound on log p that holds with probability >= 1 - DELTA "
-        "(records of kind 'certified')",
+        "(records of kind 'certified'; default: off)",
     )
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument(
