@@ -117,7 +117,13 @@ class LanguageModel(Imitator):
 
     def prompt_ids(self, question: str) -> list[int]:
         """The prompt's tokens for ``question`` (BOS first when the model expects it and no prefix comes first)."""
-        ids = list(self.tokenizer.encode(self.template.render(question), add_special_tokens=False))
+        text = self.template.render(question)
+        ids = list(self.tokenizer.encode(text, add_special_tokens=False))
+        back = self.tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if back != text:
+            raise RetroError(
+                f"the tokenizer cannot represent the prompt {text[:40]!r} exactly (it reads back as {back[:40]!r})"
+            )
         if self.prefix_texts() is None:
             ids = self._bos + ids
         return ids or self._start
