@@ -71,7 +71,9 @@ def build_model(directory: Path, smoke: bool, seed: int) -> None:
         show_progress=False,
     )
     bpe.train_from_iterator(text, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
     vocab = 1024 if smoke else 50257
     tokenizer.add_tokens([f"<|unused{i}|>" for i in range(vocab - len(tokenizer))])
     size = dict(n_embd=64, n_layer=2, n_head=2) if smoke else dict(n_embd=768, n_layer=12, n_head=12)
@@ -128,9 +130,13 @@ def timed(fn):
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a tiny model and 8 pairs (seconds)")
-    parser.add_argument("--pairs", type=int, default=None, help="number of (prompt, answer) pairs (default 64)")
+    parser.add_argument(
+        "--pairs", type=int, default=None, help="number of (prompt, answer) pairs (default 64)"
+    )
     parser.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 3)")
-    parser.add_argument("--batch-sizes", default=None, help="lm-evaluation-harness batch sizes (default 8,16,32,64)")
+    parser.add_argument(
+        "--batch-sizes", default=None, help="lm-evaluation-harness batch sizes (default 8,16,32,64)"
+    )
     parser.add_argument("--personas", type=int, default=8)
     parser.add_argument("--persona-tokens", type=int, default=64)
     parser.add_argument("--device", default="cpu")
@@ -188,9 +194,16 @@ def main(argv: list[str] | None = None) -> dict:
             from lm_eval.api.instance import Instance
             from lm_eval.models.huggingface import HFLM
 
-            harness = HFLM(pretrained=str(directory), device=args.device, batch_size=batch_sizes[0], dtype=args.dtype)
+            harness = HFLM(
+                pretrained=str(directory), device=args.device, batch_size=batch_sizes[0], dtype=args.dtype
+            )
             requests = [
-                Instance("loglikelihood", doc={}, arguments=(TEMPLATE.rstrip().replace("{question}", q), " " + a), idx=i)
+                Instance(
+                    "loglikelihood",
+                    doc={},
+                    arguments=(TEMPLATE.rstrip().replace("{question}", q), " " + a),
+                    idx=i,
+                )
                 for i, (q, a) in enumerate(zip(questions, answers))
             ]
 
