@@ -21,6 +21,8 @@ from retro.lm.cache import PrefixCache, PromptCache, pad_ids
 
 __all__ = ["LMDecoder"]
 
+LOGITS_BUDGET = 1 << 26
+"""Teacher forcing computes the logits of at most about this many (row, position, token) entries at once."""
 LENGTH_TOLERANCE = 0.15
 """Prompts run together when the shortest is at least this much shorter than the longest of the group."""
 
@@ -225,10 +227,13 @@ class LMDecoder(nn.Module):
             )
         return memory
 
-    def _answer_logits(self, context: torch.Tensor, tokens: torch.Tensor, memory: PromptCache):
-        """Logits ``[N, T, V]`` at every answer position ``t`` given ``tokens[:, :t]``."""
+    def _answer_logits(
+        self, context: torch.Tensor, tokens: torch.Tensor, memory: PromptCache, first_row: int = 0
+    ):
+        """Logits ``[N, T, V]`` at every answer position ``t`` given ``tokens[:, :t]`` (rows ``first_row`` on of
+        the flattened batch)."""
         memory = self._check_memory(memory)
-        rows = memory.rows(context[:, 0].round().long())
+        rows = memory.rows(context[:, 0].round().long(), first_row)
         soft = self._soft_prompt(context)
         inputs = tokens[:, :-1]
         p = 0 if soft is None else soft.shape[1]
@@ -260,9 +265,13 @@ class LMDecoder(nn.Module):
         self, context: torch.Tensor, tokens: torch.Tensor, memory: PromptCache
     ) -> torch.Tensor:
         """``log p(tokens[:, t] | prompt, tokens[:, :t])`` as ``[N, T]``, in one pass."""
-        logits = self._answer_logits(context, tokens, memory)
-        picked = logits.gather(-1, tokens[..., None]).squeeze(-1)
-        return picked - logits.logsumexp(-1)
+        rows = max(1, LOGITS_BUDGET // max(1, tokens.shape[1] * self.vocab_size))
+        out = []
+        for start in range(0, tokens.shape[0], rows):  # bounded memory: the logits of a few rows at a time
+            part = slice(start, start + rows)
+            logits = self._answer_logits(context[part], tokens[part], memory, first_row=start)
+            out.append(logits.gather(-1, tokens[part, :, None]).squeeze(-1) - logits.logsumexp(-1))
+        return torch.cat(out, 0) if len(out) > 1 else out[0]
 
     def init_state(self, context: torch.Tensor, memory: PromptCache):
         memory = self._check_memory(memory)

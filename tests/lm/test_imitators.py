@@ -91,3 +91,13 @@ def test_soft_prompt_runs_every_estimator_with_a_guide_from_its_latent_site(load
     soft = imitator.soft_prompt(torch.randn(2, 1, 3))
     log_probs = imitator.answer_distribution(cache, soft=soft).log_prob(tokens)
     assert log_probs.shape == (2, 1) and (log_probs[0] - log_probs[1]).abs().item() > 1e-4
+
+
+def test_teacher_forcing_in_row_chunks_gives_the_same_numbers(load_tiny, monkeypatch):
+    """Memory is bounded by scoring a few rows at a time; each row still reads its own question's prompt."""
+    import retro.lm.decoder as decoder_module
+
+    mixture = PersonaLM(load_tiny("gpt2"), personas=PERSONAS, template="Q: {question}\nA: ", max_length=12)
+    whole = [r.log_prob for r in exact(mixture, QUESTIONS, ANSWERS)]
+    monkeypatch.setattr(decoder_module, "LOGITS_BUDGET", 1)  # one row at a time
+    assert [r.log_prob for r in exact(mixture, QUESTIONS, ANSWERS)] == pytest.approx(whole, abs=1e-12)
