@@ -53,7 +53,9 @@ def _sentence(rng: random.Random, low: int, high: int) -> str:
     return " ".join(_word(rng) for _ in range(rng.randint(low, high)))
 
 
-def build_model(directory: Path, smoke: bool, seed: int) -> None:
+def build_model(
+    directory: Path, smoke: bool, seed: int, layers: int | None = None, width: int | None = None
+) -> None:
     """A random GPT-2-style model and a byte-level BPE trained on generated text, saved with save_pretrained."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
@@ -77,6 +79,10 @@ def build_model(directory: Path, smoke: bool, seed: int) -> None:
     vocab = 1024 if smoke else 50257
     tokenizer.add_tokens([f"<|unused{i}|>" for i in range(vocab - len(tokenizer))])
     size = dict(n_embd=64, n_layer=2, n_head=2) if smoke else dict(n_embd=768, n_layer=12, n_head=12)
+    if layers:
+        size["n_layer"] = layers
+    if width:
+        size.update(n_embd=width, n_head=max(1, width // 64))
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=1024, eos_token_id=0, bos_token_id=0, **size)
     torch.manual_seed(seed)
     GPT2LMHeadModel(config).save_pretrained(directory)
@@ -139,6 +145,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--personas", type=int, default=8)
     parser.add_argument("--persona-tokens", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=None, help="override the model's depth (default 12)")
+    parser.add_argument("--width", type=int, default=None, help="override the model's width (default 768)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--threads", type=int, default=None, help="torch threads on CPU (default: torch's)")
@@ -160,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict:
     report.update(dtype=args.dtype, rounds=rounds, torch_threads=torch.get_num_threads())
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp) / "model"
-        seconds, _ = timed(lambda: build_model(directory, args.smoke, args.seed))
+        seconds, _ = timed(lambda: build_model(directory, args.smoke, args.seed, args.layers, args.width))
         report["build_seconds"] = round(seconds, 1)
         base = load_base(directory, dtype=dtype, device=args.device)
         config = base.model.config
@@ -235,8 +243,6 @@ def main(argv: list[str] | None = None) -> dict:
             harness_best = min(best[f"lm_eval_bs{size}"] for size in batch_sizes)
             report["lm_eval_best_batch_size"] = min(batch_sizes, key=lambda s: best[f"lm_eval_bs{s}"])
             report["ratio_retro_vs_lm_eval"] = best["lm"] / harness_best
-        if dtype != torch.float32 and harness is None:
-            pass
     return report
 
 
