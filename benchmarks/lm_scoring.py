@@ -188,14 +188,14 @@ def main(argv: list[str] | None = None) -> dict:
         report["answer_tokens_mean"] = sum(answer_tokens) / pairs
 
         continuation, eos = canonical_terms(lm, questions, answers)
-        records = exact(lm, questions, answers)
+        records = exact(lm, questions, answers).records
         total = torch.tensor([r.log_prob for r in records], dtype=torch.float64)
         report["record_minus_terms_max_abs"] = float((total - continuation - eos).abs().max())
         report["eos_term_mean"] = float(eos.mean())
 
         methods = {
-            "lm": lambda: exact(lm, questions, answers),
-            "persona": lambda: exact(mixture, questions, answers),
+            "lm": lambda: exact(lm, questions, answers).records,
+            "persona": lambda: exact(mixture, questions, answers).records,
         }
         harness = None
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -14,8 +15,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "compare",
         help="compare estimators at several budgets",
-        description="Run estimators at several compute budgets (particles; annealing steps for ais) on the same "
-        "answers: mean estimate, standard error, bias against exact values where they exist, seconds.",
+        description="Run estimators at several compute budgets (particles; chains for ais) on the same "
+        "answers: mean estimate, standard error, bias against exact values where they exist, k-hat and ESS "
+        "diagnostics, seconds (after a warm-up).",
     )
     p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
@@ -23,10 +25,15 @@ def register(subparsers) -> None:
     p.add_argument(
         "--methods",
         default=None,
-        help="comma-separated: elbo, importance, importance[prior|guide|mixture], ais, ais[prior|guide] "
-        "(default: elbo, importance and ais with the guide when there is one)",
+        help=f"comma-separated: {_method_choices()} (default: every sampling estimator, with the guide as "
+        "proposal when there is one)",
     )
-    p.add_argument("--budgets", default="10,100,1000", help="comma-separated budgets (default 10,100,1000)")
+    p.add_argument(
+        "--budgets",
+        default="10,100,1000",
+        help="comma-separated budgets: particles per answer, chains for ais (default 10,100,1000)",
+    )
+    p.add_argument("--steps", type=int, default=None, help="ais: annealing steps (default 48)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument(
         "--plot", default=None, help="write a PNG of error (or estimate) against seconds per answer"
@@ -37,11 +44,23 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+def _method_choices() -> str:
+    from retro.inference import registrations
+
+    return ", ".join(v for r in registrations() for v in dict.fromkeys([r.name, *r.variants()]))
+
+
 def _budgets(text: str) -> list[int]:
     try:
         return [int(b) for b in text.split(",") if b.strip()]
     except ValueError:
         raise RetroError(f"--budgets must be comma-separated integers, got {text!r}") from None
+
+
+def point_label(row) -> str:
+    """A plotted row's label: its budget, how many answers have k-hat over the threshold, and the smallest ESS."""
+    ess = "-" if row.ess_min is None or math.isnan(row.ess_min) else f"{row.ess_min:.3g}"
+    return f"{row.budget} (k>{row.khat_over_threshold}/{row.num_answers}, ESS {ess})"
 
 
 def plot_comparison(path: str, rows) -> None:
@@ -58,13 +77,16 @@ def plot_comparison(path: str, rows) -> None:
         y = [max(r.mean_abs_error, 1e-6) if with_exact else r.log_prob_mean for r in mine]
         ax.plot(x, y, "o-", label=method)
         for r, xi, yi in zip(mine, x, y):
-            ax.annotate(str(r.budget), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
+            ax.annotate(point_label(r), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
     ax.set_xscale("log")
     if with_exact:
         ax.set_yscale("log")
     ax.set_xlabel("seconds per answer")
     ax.set_ylabel("mean |estimate - exact log p| (nats)" if with_exact else "mean estimated log p (nats)")
-    ax.set_title("Estimator error against compute (labels: budget)")
+    ax.set_title(
+        "Estimator error against compute\n(labels: budget (answers over the k-hat threshold, smallest ESS))",
+        fontsize="medium",
+    )
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -92,6 +114,7 @@ def run(args) -> int:
         guide=model.guide,
         seed=args.seed,
         on_row=progress,
+        options={} if args.steps is None else {"ais": {"num_steps": args.steps}},
     )
     rows = [row.to_dict() for row in result.rows]
     if args.format == "json":

@@ -110,7 +110,7 @@ def test_all_weights_mode_trains_every_weight(load_tiny):
     assert report.steps == 30
     from retro.inference import exact
 
-    assert exact(imitator, ["ab"], ["b a"])[0].log_prob > -2.0  # memorized (random init: about -25)
+    assert exact(imitator, ["ab"], ["b a"]).records[0].log_prob > -2.0  # memorized (random init: about -25)
 
 
 def test_command_line_train_then_score_with_the_base_given_again(lm_dirs, tmp_path, capsys):

@@ -35,7 +35,7 @@ def test_a_separating_space_belongs_to_the_answer(load_tiny):
     expected = direct_log_prob(
         base.model, tokenizer.encode("Q: the cat\nA:"), answer_ids + [imitator.codec.eos]
     )
-    assert exact(imitator, ["the cat"], ["hello"])[0].log_prob == pytest.approx(expected, abs=1e-10)
+    assert exact(imitator, ["the cat"], ["hello"]).records[0].log_prob == pytest.approx(expected, abs=1e-10)
 
 
 def test_a_token_that_would_span_the_join_is_not_used(load_tiny):
@@ -49,7 +49,7 @@ def test_a_token_that_would_span_the_join_is_not_used(load_tiny):
     imitator = LanguageModel(base, template="{question}", max_length=8).double()
     assert imitator.codec.encode("at") == answer
     expected = direct_log_prob(base.model, prompt, answer + [imitator.codec.eos])
-    assert exact(imitator, ["wh"], ["at"])[0].log_prob == pytest.approx(expected, abs=1e-10)
+    assert exact(imitator, ["wh"], ["at"]).records[0].log_prob == pytest.approx(expected, abs=1e-10)
 
 
 def test_bos_comes_first_where_the_model_expects_it(load_tiny):
@@ -64,7 +64,7 @@ def test_bos_comes_first_where_the_model_expects_it(load_tiny):
     assert LanguageModel(gpt2, template="{question}").prompt_ids("") == [gpt2.tokenizer.bos_token_id]
     answer = with_bos.codec.encode("the cat") + [with_bos.codec.eos]
     expected = direct_log_prob(llama.model, ids, answer)
-    assert exact(with_bos, ["hi"], ["the cat"])[0].log_prob == pytest.approx(expected, abs=1e-10)
+    assert exact(with_bos, ["hi"], ["the cat"]).records[0].log_prob == pytest.approx(expected, abs=1e-10)
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
@@ -76,8 +76,10 @@ def test_padding_side_and_batch_size_do_not_change_the_numbers(load_tiny, kind):
     together = {}
     for side in ("left", "right"):
         imitator = LanguageModel(base, template="Q: {question}\nA: ", padding_side=side, max_length=16)
-        together[side] = torch.tensor([r.log_prob for r in exact(imitator, questions, answers)])
-    one_at_a_time = torch.tensor([exact(imitator, [q], [a])[0].log_prob for q, a in zip(questions, answers)])
+        together[side] = torch.tensor([r.log_prob for r in exact(imitator, questions, answers).records])
+    one_at_a_time = torch.tensor(
+        [exact(imitator, [q], [a]).records[0].log_prob for q, a in zip(questions, answers)]
+    )
     assert torch.allclose(together["left"], together["right"], atol=1e-5, rtol=0)
     assert torch.allclose(together["left"], one_at_a_time, atol=1e-5, rtol=0)
     assert torch.isfinite(together["left"]).all()

@@ -26,7 +26,7 @@ def test_persona_mixture_equals_explicit_enumeration(load_tiny, kind):
     mixture = PersonaLM(base, personas=PERSONAS, template=template, max_length=12).double()
     with torch.no_grad():
         mixture.persona_logits.copy_(torch.tensor([0.3, -1.2, 0.8], dtype=torch.float64))
-    got = torch.tensor([r.log_prob for r in exact(mixture, QUESTIONS, ANSWERS)], dtype=torch.float64)
+    got = torch.tensor([r.log_prob for r in exact(mixture, QUESTIONS, ANSWERS).records], dtype=torch.float64)
     weights = mixture.persona_logits.detach().log_softmax(-1)
     terms = torch.stack(
         [
@@ -36,7 +36,7 @@ def test_persona_mixture_equals_explicit_enumeration(load_tiny, kind):
                     r.log_prob
                     for r in exact(
                         LanguageModel(base, template=p + template, max_length=12), QUESTIONS, ANSWERS
-                    )
+                    ).records
                 ],
                 dtype=torch.float64,
             )
@@ -83,7 +83,9 @@ def test_soft_prompt_runs_every_estimator_with_a_guide_from_its_latent_site(load
     imitator = SoftPromptLM(base, latent_dim=3, prompt_length=2, template="Q: {question}\nA: ", max_length=12)
     guide = AmortizedGuide(imitator, hidden_dim=8)
     assert set(guide.sites) == {"z"} and guide.sites["z"].event_shape == (3,)
-    records = importance(imitator, QUESTIONS, ANSWERS, guide=guide, proposal="mixture", num_particles=20)
+    records = importance(
+        imitator, QUESTIONS, ANSWERS, guide=guide, proposal="mixture", num_particles=20
+    ).records
     assert all(torch.isfinite(torch.tensor(r.log_prob)) and r.stderr >= 0 for r in records)
     # z changes the answer's distribution (the soft prompt is read)
     cache = imitator.prompt_cache(imitator.encode_questions(["hi"]))
@@ -98,6 +100,6 @@ def test_teacher_forcing_in_row_chunks_gives_the_same_numbers(load_tiny, monkeyp
     import retro.lm.decoder as decoder_module
 
     mixture = PersonaLM(load_tiny("gpt2"), personas=PERSONAS, template="Q: {question}\nA: ", max_length=12)
-    whole = [r.log_prob for r in exact(mixture, QUESTIONS, ANSWERS)]
+    whole = [r.log_prob for r in exact(mixture, QUESTIONS, ANSWERS).records]
     monkeypatch.setattr(decoder_module, "LOGITS_BUDGET", 1)  # one row at a time
-    assert [r.log_prob for r in exact(mixture, QUESTIONS, ANSWERS)] == pytest.approx(whole, abs=1e-12)
+    assert [r.log_prob for r in exact(mixture, QUESTIONS, ANSWERS).records] == pytest.approx(whole, abs=1e-12)
