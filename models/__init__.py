@@ -16,6 +16,7 @@ from typing import Any
 from retro.errors import RetroError
 from retro.models.base import Imitator
 from retro.models.latent import LatentSeq2Seq
+from retro.models.lm import LanguageModel, PersonaLM, SoftPromptLM
 from retro.models.mixture import MixtureSeq2Seq
 from retro.models.seq2seq import Seq2Seq
 from retro.text import codec_from_config
@@ -25,6 +26,9 @@ __all__ = [
     "Seq2Seq",
     "LatentSeq2Seq",
     "MixtureSeq2Seq",
+    "LanguageModel",
+    "PersonaLM",
+    "SoftPromptLM",
     "IMITATORS",
     "BUILT_IN_IMITATORS",
     "PLUGIN_GROUP",
@@ -35,10 +39,12 @@ __all__ = [
     "imitator_from_config",
     "accepted_hyperparameters",
     "HOW_TO_REGISTER",
+    "needs_base",
 ]
 
-BUILT_IN_IMITATORS = ("seq2seq", "latent", "mixture")
-IMITATORS: dict[str, type[Imitator]] = {cls.name: cls for cls in (Seq2Seq, LatentSeq2Seq, MixtureSeq2Seq)}
+_BUILT_IN_CLASSES = (Seq2Seq, LatentSeq2Seq, MixtureSeq2Seq, LanguageModel, PersonaLM, SoftPromptLM)
+BUILT_IN_IMITATORS = tuple(cls.name for cls in _BUILT_IN_CLASSES)
+IMITATORS: dict[str, type[Imitator]] = {cls.name: cls for cls in _BUILT_IN_CLASSES}
 PLUGIN_GROUP = "retro.imitators"
 HOW_TO_REGISTER = (
     "register its class with retro.models.register_imitator in the module that defines it, and on the command "
@@ -109,10 +115,21 @@ def accepted_hyperparameters(name: str, hyperparameters: dict[str, Any]) -> dict
     return {k: v for k, v in hyperparameters.items() if k in parameters}
 
 
-def imitator_from_config(config: dict[str, Any]) -> Imitator:
-    """Rebuild an (untrained) imitator from :meth:`Imitator.config` output."""
+def needs_base(name: str) -> bool:
+    """Whether built-in imitator ``name`` is built on a pretrained language model (``--base DIR``)."""
+    return bool(getattr(IMITATORS.get(name), "needs_base", False))
+
+
+def imitator_from_config(config: dict[str, Any], base: Any = None) -> Imitator:
+    """Rebuild an (untrained) imitator from :meth:`Imitator.config` output.
+
+    ``base`` (a model directory or :class:`retro.lm.LMBase`) is required by the language-model imitators, and must
+    be the base they were built on (same weights hash); the others ignore it."""
     config = dict(config)
-    name = config.pop("imitator", None)
+    name = config.get("imitator")
+    if needs_base(name):
+        return IMITATORS[name].from_config(config, base)
+    config.pop("imitator", None)
     codec = codec_from_config(config.pop("codec", {"type": "bytes"}))
     if "question_codec" in config:
         config["question_codec"] = codec_from_config(config["question_codec"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from retro.cli.common import add_seed, load_data, load_model, seed_everything, write_records
+from retro.cli.common import add_base, add_seed, load_data, load_model, seed_everything, write_records
 from retro.cli.progress import add_quiet, show_progress
 from retro.errors import RetroError
 
@@ -45,6 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu")
     add_quiet(p)
     add_seed(p)
+    add_base(p)
     p.set_defaults(run=run)
 
 
@@ -101,7 +102,7 @@ def run(args) -> int:
     from retro.inference.compare import compare, default_methods
 
     seed_everything(args.seed)
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, base=args.base)
     pairs = load_data(args.data, model.program, args.n, args.seed)
     methods = args.methods.split(",") if args.methods else default_methods(model.guide is not None)
     budgets = _budgets(args.budgets)

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import json
 
-from retro.cli.common import add_seed, json_ready, load_data, load_model, seed_everything, write_records
+from retro.cli.common import (
+    add_base,
+    add_seed,
+    json_ready,
+    load_data,
+    load_model,
+    seed_everything,
+    write_records,
+)
 from retro.cli.progress import add_quiet, show_progress
 from retro.errors import RetroError
 
@@ -41,6 +49,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu")
     add_quiet(p)
     add_seed(p)
+    add_base(p)
     p.set_defaults(run=run)
 
 
@@ -58,7 +67,7 @@ def _run(args, world) -> int:
     from retro.inference.evaluate import evaluate
 
     seed_everything(args.seed)
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, base=args.base)
     pairs = load_data(args.data, model.program, args.n, args.seed)
     if args.particles < 1:
         raise RetroError(f"--particles must be >= 1, got {args.particles}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from retro.cli.common import add_seed, json_ready, load_data, load_model, seed_everything
+from retro.cli.common import add_base, add_seed, json_ready, load_data, load_model, seed_everything
 from retro.cli.progress import add_quiet, show_progress
 
 
@@ -35,6 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu")
     add_quiet(p)
     add_seed(p)
+    add_base(p)
     p.set_defaults(run=run)
 
 
@@ -44,7 +45,7 @@ def run(args) -> int:
 
     seed_everything(args.seed)
     verifier = verifier_from_spec(args.verifier) if args.verifier else None  # bad specs fail before any work
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, base=args.base)
     pairs = load_data(args.data, model.program, args.n, args.seed)
     report = imitator_report(
         model.program,

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from retro.cli.common import FORMATS, add_seed, load_data, load_model, seed_everything, write_records
+from retro.cli.common import (
+    FORMATS,
+    add_base,
+    add_seed,
+    load_data,
+    load_model,
+    seed_everything,
+    write_records,
+)
 from retro.cli.progress import add_quiet, show_progress
 from retro.errors import RetroError
 from retro.inference import estimate, method_names, registrations, summarize
@@ -83,6 +91,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu")
     add_quiet(p)
     add_seed(p)
+    add_base(p)
     p.set_defaults(run=run)
 
 
@@ -187,7 +196,7 @@ def _run(args, world) -> int:
     from retro.inference.scoring import record_from_dict, score_chunks, score_to_file
 
     seed_everything(args.seed)
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, base=args.base)
     netcdf = bool(args.out) and args.out.endswith(".nc")
     if netcdf or args.certify is not None or args.target_stderr is not None:
         if world.size > 1 or args.resume:

@@ -14,6 +14,7 @@ from retro.data import load_pairs, split_pairs
 from retro.datasets import codecs_for, recommended_settings
 from retro.errors import RetroError
 from retro.inference.train import COSINE_FINAL_FRACTION, LR_SCHEDULES
+from retro.lm.finetune import FINETUNE_MODES
 from retro.nets import DECODERS
 from retro.text import ByteCodec
 
@@ -196,6 +197,36 @@ def register(subparsers) -> None:
         "(default: none)",
     )
     p.add_argument("--disc-lr", type=float, default=1e-3, help="adversarial: discriminator step size")
+    p.add_argument(
+        "--base",
+        default=None,
+        metavar="DIR",
+        help="language-model imitators (lm, lm-persona, lm-soft-prompt): the base model directory (local, "
+        "safetensors weights; never recorded in the checkpoint, so give it again to every command, --resume too)",
+    )
+    p.add_argument(
+        "--template",
+        default=None,
+        help="language-model imitators: the prompt, with a {question} slot (trailing whitespace belongs to the answer)",
+    )
+    p.add_argument(
+        "--finetune",
+        choices=FINETUNE_MODES,
+        default="lora",
+        help="language-model imitators: lora (adapters on the frozen base, default), latent (persona weights or "
+        "soft-prompt map only), all (every weight) or none",
+    )
+    p.add_argument("--lora-rank", type=int, default=8, help="language-model imitators: LoRA rank (default 8)")
+    p.add_argument(
+        "--persona",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="lm-persona: one persona text read before the prompt (repeat for each persona)",
+    )
+    p.add_argument(
+        "--prompt-length", type=int, default=None, help="lm-soft-prompt: number of soft-prompt embeddings"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
     p.add_argument(
         "--slices",
@@ -244,7 +275,12 @@ SETTINGS = (  # what a resumed run takes from the saved one
     "steps",
     "minutes",
     "slices",
-)
+    "template",
+    "finetune",
+    "lora_rank",
+    "persona",
+    "prompt_length",
+)  # never --base: a path the run would open; --resume is given it again
 
 
 def _resumed_settings(args):
@@ -255,6 +291,7 @@ def _resumed_settings(args):
     saved = info.get("settings")
     if not isinstance(saved, dict):
         raise RetroError(f"{args.resume}: the training state does not record the run's settings")
+    args.saved_base_sha256 = saved.get("base_sha256")
     given_steps, given_minutes = args.steps, args.minutes
     for key in SETTINGS:
         setattr(args, key, saved.get(key))
@@ -299,6 +336,42 @@ def _settle_settings(args, pairs, answer_codec, announce: bool = True) -> None:
         args.steps = DEFAULT_STEPS
 
 
+def _load_language_model_base(args, device):
+    """The base model of a language-model imitator (``--base`` is required, and never saved) and the codec its
+    answers are written in."""
+    from retro.lm import DEFAULT_TEMPLATE, PromptTemplate, TokenizerCodec, load_base
+
+    if not args.base:
+        raise RetroError(
+            f"imitator {args.imitator!r} is built on a pretrained language model: give --base DIR"
+        )
+    if args.template is None:
+        args.template = DEFAULT_TEMPLATE
+    base = load_base(args.base, device=device)
+    return base, TokenizerCodec(base.tokenizer, PromptTemplate.of(args.template).separator)
+
+
+def _language_model_options(args, base) -> dict:
+    """The keyword arguments of a language-model imitator."""
+    options = {
+        "base": base,
+        "template": args.template,
+        "max_length": args.max_length,
+        "finetune": args.finetune or "lora",
+        "lora_rank": args.lora_rank or 8,
+        "dropout": args.dropout or 0.0,
+    }
+    if args.imitator == "lm-persona":
+        options["personas"] = args.persona or []
+    elif args.persona:
+        raise RetroError("--persona is for the lm-persona imitator")
+    if args.imitator == "lm-soft-prompt":
+        options.update(
+            {k: v for k, v in (("latent_dim", args.latent_dim), ("prompt_length", args.prompt_length)) if v}
+        )
+    return options
+
+
 def run(args) -> int:
     from retro.distributed import join_from_environment, leave
 
@@ -319,7 +392,7 @@ def _run(args, world) -> int:
     from retro.inference.train import TrainConfig, train
     from retro.inference.train_state import save_train_state
     from retro.inference.trained import save_trained
-    from retro.models import accepted_hyperparameters, make_imitator
+    from retro.models import accepted_hyperparameters, make_imitator, needs_base
     from retro.verifiers import verifier_from_spec
 
     state = None
@@ -348,27 +421,44 @@ def _run(args, world) -> int:
     extra = {
         k: v for k, v in (("latent_dim", args.latent_dim), ("num_styles", args.num_styles)) if v is not None
     }
-    codecs = codecs_for(args.data) if args.codec == "auto" else None  # a run saved before --codec: bytes
+    base, answer_codec = (
+        _load_language_model_base(args, device) if needs_base(args.imitator) else (None, ByteCodec())
+    )
+    codecs = (
+        codecs_for(args.data) if args.codec == "auto" and base is None else None
+    )  # saved before --codec: bytes
     if codecs is not None:
         extra.update(codec=codecs[0], question_codec=codecs[1])
+        answer_codec = codecs[0]
     pairs = load_pairs(args.data, n=args.n, seed=args.seed)
     if state is None:
-        _settle_settings(args, pairs, codecs[0] if codecs is not None else ByteCodec(), world.is_main)
-    # Your own imitator gets max_length, hidden_dim, decoder and dropout only where its constructor takes them.
-    constructor_settings = accepted_hyperparameters(
-        args.imitator,
-        {
-            "max_length": args.max_length,
-            "hidden_dim": args.hidden_dim,
-            "decoder": args.decoder,
-            "dropout": args.dropout,
-        },
-    )
+        _settle_settings(args, pairs, answer_codec, world.is_main)
     try:
-        imitator = make_imitator(args.imitator, **constructor_settings, **extra)
+        if base is not None:
+            imitator = make_imitator(args.imitator, **_language_model_options(args, base))
+        else:
+            # Your own imitator gets max_length, hidden_dim, decoder and dropout only where its constructor takes
+            # them.
+            constructor_settings = accepted_hyperparameters(
+                args.imitator,
+                {
+                    "max_length": args.max_length,
+                    "hidden_dim": args.hidden_dim,
+                    "decoder": args.decoder,
+                    "dropout": args.dropout,
+                },
+            )
+            imitator = make_imitator(args.imitator, **constructor_settings, **extra)
     except TypeError as e:
         raise RetroError(f"imitator {args.imitator!r}: {e}") from None
     imitator.to(device)
+    base_sha256 = getattr(imitator, "base_sha256", None)
+    saved_sha256 = getattr(args, "saved_base_sha256", None)
+    if state is not None and saved_sha256 is not None and saved_sha256 != base_sha256:
+        raise RetroError(
+            f"--base {args.base} is not the base model {args.resume} was trained on (weights sha256 "
+            f"{str(base_sha256)[:12]}..., recorded {saved_sha256[:12]}...)"
+        )
     pairs.validate(imitator.codec, imitator.max_length, imitator.question_codec)
     if args.heldout:
         train_pairs, heldout = pairs, load_data(args.heldout, imitator, None, args.seed + 1)
@@ -440,6 +530,8 @@ def _run(args, world) -> int:
         )
 
     settings = {k: getattr(args, k) for k in SETTINGS}
+    if base_sha256 is not None:
+        settings["base_sha256"] = base_sha256
 
     def checkpoint(train_state) -> None:
         save_train_state(out / STATE_DIR, train_state, {"settings": settings})

@@ -123,6 +123,9 @@ def test_sample_and_listings(trained_dir, capsys):
         "latent",
         "mixture",
         "seq2seq",
+        "lm",
+        "lm-persona",
+        "lm-soft-prompt",
     }
 
 
