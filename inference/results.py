@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-__all__ = ["AnswerEstimate", "Kind", "Summary", "summarize"]
+__all__ = ["AnswerEstimate", "Kind", "Target", "Summary", "summarize"]
 
 Kind = Literal["exact", "lower_bound", "estimate"]
+Target = Literal["canonical", "marginal"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class AnswerEstimate:
         num_particles: particles (or quadrature nodes / enumerated values) used.
         method: estimator name, e.g. ``"importance[guide]"``.
         kind: ``"exact"``, ``"lower_bound"`` (in expectation) or ``"estimate"`` (consistent).
+        target: what is scored: ``"canonical"``, the answer's one encoding by the codec (for a tokenizer with
+            several tokenizations of a string, a lower bound on the string's probability), or ``"marginal"``,
+            the string's probability summed over all its tokenizations (:mod:`retro.inference.marginal`).
     """
 
     question: str
@@ -36,6 +40,7 @@ class AnswerEstimate:
     num_particles: int
     method: str
     kind: Kind
+    target: Target = "canonical"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: non-finite numbers other than -inf log_prob become ``None``."""

@@ -1,0 +1,245 @@
+"""log p(answer string | question) summed over all the string's tokenizations (``target="marginal"``).
+
+A program's ``answer`` site is a distribution over token sequences; with a tokenizer, a string has many of them
+and the canonical one (what every other estimator scores, ``target="canonical"``) gives a lower bound. Two
+estimators of the marginal:
+
+* :func:`exact_marginal`: every tokenization (:class:`retro.tokenizations.TokenLattice`) as a row of one batched
+  teacher-forced pass (with the program's latents summed out exactly, as :func:`retro.inference.exact` does:
+  enumeration, or quadrature for one scalar Normal), then a log-sum-exp per answer. For short strings: the number
+  of tokenizations grows exponentially with the length.
+* :func:`marginal_importance`: the tokenization as one more discrete latent. Each particle draws the program's
+  latents from the proposal (guide, prior or mixture, as :func:`retro.inference.importance`), then a tokenization
+  from the answer distribution restricted to the string's lattice
+  (:func:`retro.tokenizations.sample_tokenizations`); :class:`TokenizationProposal` does the second part by
+  intercepting the ``answer`` site, so any program under the Imitator contract works. Per answer: the estimate,
+  its delta-method standard error, ESS and Pareto k-hat.
+
+Byte-level tokenizers can spell byte sequences that are not valid UTF-8. Those token sequences are no string's
+tokenization, so their probability belongs to no string: retro's marginal is p(the model's output spells exactly
+this string), and over all strings these sum to 1 minus the mass of invalid UTF-8 (measurable by sampling). retro
+does not renormalize (the normalizer would need a sum over all strings); a model that wastes mass on invalid
+bytes is charged for it, as it is for mass on any string no human writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+import torch
+from pyro.distributions import TorchDistribution
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import get_plates
+from torch.distributions import constraints
+
+from retro.distributions import StringDistribution
+from retro.errors import RetroError
+from retro.inference.exact import exact_log_prob_in_chunks
+from retro.inference.importance import guide_fraction_of
+from retro.inference.results import AnswerEstimate
+from retro.inference.sites import base_distribution, latent_sites
+from retro.inference.weighted import records_from_log_weights
+from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
+from retro.program import ANSWER_SITE, StringProgram
+from retro.text import StringBatch
+from retro.tokenizations import TokenLattice, answer_bytes, sample_tokenizations
+
+__all__ = [
+    "exact_marginal",
+    "marginal_importance",
+    "marginal_log_weights",
+    "TokenizationProposal",
+    "MAX_TOKENIZATIONS",
+]
+
+MAX_TOKENIZATIONS = 100_000  # per answer, for exact enumeration
+
+
+def _lattice(program: StringProgram) -> TokenLattice:
+    return TokenLattice(program.codec)
+
+
+def _strings(program: StringProgram, answers: Sequence[str]) -> list[bytes]:
+    return [answer_bytes(program.codec, program.codec.encode(a)) for a in answers]
+
+
+@torch.no_grad()
+def exact_marginal(
+    program: StringProgram,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    max_rows: int = DEFAULT_MAX_ROWS,
+    max_tokenizations: int = MAX_TOKENIZATIONS,
+) -> list[AnswerEstimate]:
+    """Exact log p(string) per answer: every tokenization with at most ``max_length`` tokens, scored in batched
+    passes of at most ``max_rows`` rows, latents summed out exactly; ``num_particles`` is the number of
+    tokenizations."""
+    lattice = _lattice(program)
+    sites = latent_sites(program, questions[:1], answers[:1])
+    rows, owner = [], []
+    for index, (answer, data) in enumerate(zip(answers, _strings(program, answers))):
+        count = lattice.count(data, program.max_length)
+        if count > max_tokenizations:
+            raise RetroError(
+                f"answer {index} ({answer[:40]!r}) has {count} tokenizations (more than {max_tokenizations}); "
+                "use marginal importance sampling"
+            )
+        paths = lattice.tokenizations(data, program.max_length)
+        rows += paths
+        owner += [index] * len(paths)
+    width = max((len(path) for path in rows), default=0) + 1
+    tokens = torch.full((len(rows), width), lattice.eos, dtype=torch.long)
+    for r, path in enumerate(rows):
+        tokens[r, : len(path)] = torch.tensor(path, dtype=torch.long)
+    device = program.device
+    spelled = StringBatch(tokens.to(device), torch.tensor([len(p) for p in rows], device=device))
+    owner_index = torch.tensor(owner, dtype=torch.long, device=device)
+    counts = torch.bincount(owner_index, minlength=len(answers))
+    if rows:
+        per_row = exact_log_prob_in_chunks(
+            program, program.encode_questions(questions)[owner_index], spelled, sites, max_rows=max_rows
+        )
+    else:
+        per_row = torch.zeros(0, device=device)
+    # log-sum-exp per answer: its rows are contiguous, so lay them out as [answers, most tokenizations].
+    table = per_row.new_full((len(answers), max(1, int(counts.max()) if len(answers) else 1)), -math.inf)
+    first = torch.cumsum(counts, 0) - counts
+    table[owner_index, torch.arange(len(rows), device=device) - first[owner_index]] = per_row
+    totals = table.logsumexp(-1)
+    counts = counts.tolist()
+    nan = float("nan")
+    return [
+        AnswerEstimate(q, a, float(v), 0.0, nan, nan, c, "exact[marginal]", "exact", "marginal")
+        for q, a, v, c in zip(questions, answers, totals.tolist(), counts)
+    ]
+
+
+class _TokenizationWeight(TorchDistribution):
+    """The ``answer`` site after a tokenization was drawn: its log density is log p(tokens) - log q(tokens)."""
+
+    arg_constraints: dict = {}
+    support = constraints.independent(constraints.nonnegative_integer, 1)
+
+    def __init__(self, tokens: torch.Tensor, log_weight: torch.Tensor):
+        self.tokens, self.log_weight = tokens, log_weight
+        super().__init__(log_weight.shape, tokens.shape[-1:], validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        return _TokenizationWeight(
+            self.tokens.expand(batch_shape + self.tokens.shape[-1:]), self.log_weight.expand(batch_shape)
+        )
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.log_weight
+
+    def sample(self, sample_shape=torch.Size()):
+        return self.tokens.expand(torch.Size(sample_shape) + self.tokens.shape)
+
+
+def _plate_shape() -> torch.Size:
+    """The batch shape the enclosing plates (all of them, outer ones too) give a site."""
+    plates = [frame for frame in get_plates() if frame.dim is not None]
+    if not plates:
+        return torch.Size()
+    shape = [1] * max(-frame.dim for frame in plates)
+    for frame in plates:
+        shape[frame.dim] = frame.size
+    return torch.Size(shape)
+
+
+class TokenizationProposal(Messenger):
+    """Replace the observed ``answer`` site by a tokenization of the same string drawn from the answer
+    distribution restricted to the string's lattice; the site's log density becomes log p(tokens) - log q(tokens).
+
+    Wrap a program's model in it inside the particle plate and the usual importance weights (model over proposal)
+    become weights of the joint proposal over latents and tokenization. The observed tokens only name the string:
+    any of its tokenizations gives the same result.
+    """
+
+    def __init__(self, codec, lattice: TokenLattice | None = None):
+        super().__init__()
+        self.codec = codec
+        self.lattice = lattice if lattice is not None else TokenLattice(codec)
+
+    def _pyro_sample(self, msg) -> None:
+        if msg["name"] != ANSWER_SITE or not msg["is_observed"]:
+            return
+        fn = base_distribution(msg["fn"])
+        if not isinstance(fn, StringDistribution):
+            raise RetroError(
+                f"the marginal over tokenizations needs a StringDistribution at the answer site, got "
+                f"{type(fn).__name__}"
+            )
+        observed = msg["value"]
+        batch = StringBatch.from_tokens(observed.reshape(-1, observed.shape[-1]), self.lattice.eos)
+        targets = [
+            answer_bytes(self.codec, row[:length])
+            for row, length in zip(batch.tokens.tolist(), batch.lengths.tolist())
+        ]
+        shape = torch.broadcast_shapes(fn.batch_shape, observed.shape[:-1], _plate_shape())
+        tokens, log_weight = sample_tokenizations(fn, shape, targets, self.lattice)
+        msg["fn"] = _TokenizationWeight(tokens, log_weight)
+        msg["value"] = tokens
+
+
+class _ProposingTokenizations:
+    """A program whose model draws tokenizations through :class:`TokenizationProposal` (what ``log_weights``
+    needs of a program: its ``model``)."""
+
+    def __init__(self, program: StringProgram):
+        self.proposal = TokenizationProposal(program.codec)
+        self.model = self.proposal(program.model)
+
+
+@torch.no_grad()
+def marginal_log_weights(
+    program: StringProgram,
+    questions: StringBatch,
+    answers: StringBatch,
+    num_particles: int,
+    guide=None,
+    guide_fraction: float = 0.0,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> torch.Tensor:
+    """``Tensor[K, B]`` of log weights of the joint proposal (latents from the guide/prior/mixture, then a
+    tokenization): ``log p(tokens, z) - log r(z) - log q(tokens | z)``."""
+    return log_weights(
+        _ProposingTokenizations(program), questions, answers, num_particles, guide, guide_fraction, max_rows
+    )
+
+
+def marginal_importance(
+    program: StringProgram,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    guide=None,
+    proposal: str = "prior",
+    num_particles: int = 1000,
+    mixture_weight: float = 0.5,
+    max_rows: int = DEFAULT_MAX_ROWS,
+) -> list[AnswerEstimate]:
+    """Importance-sampling estimate of log p(string) per answer over latents and tokenizations together.
+
+    Args:
+        proposal: for the program's latents: ``"guide"``, ``"prior"`` (default; also for programs without
+            latents) or ``"mixture"``.
+        num_particles: K joint particles per answer (one tokenization each), vectorized; memory is bounded by
+            ``max_rows`` particle x answer rows.
+    """
+    fraction = guide_fraction_of(proposal, mixture_weight)
+    if fraction > 0 and guide is None:
+        raise RetroError(f"marginal[{proposal}] needs a trained guide; this model has none (use the prior)")
+    log_w = marginal_log_weights(
+        program,
+        program.encode_questions(questions),
+        program.encode_answers(answers),
+        num_particles,
+        guide,
+        fraction,
+        max_rows,
+    )
+    records = records_from_log_weights(log_w, questions, answers, f"marginal[{proposal}]", "estimate")
+    return [replace(record, target="marginal") for record in records]
