@@ -74,11 +74,10 @@ def test_sampled_tokenizations_spell_the_string(float64):
     tokens, log_weight = sample_tokenizations(distribution, torch.Size([50, 4]), targets, TokenLattice(codec))
     assert torch.isfinite(log_weight).all() and (log_weight <= 1e-12).all()
     for k in range(50):
-        for b, text in enumerate(answers):
+        for b in range(len(answers)):
             row = tokens[k, b].tolist()
             length = row.index(codec.eos) if codec.eos in row else len(row)
             assert answer_bytes(codec, row[:length]) == targets[b] and length <= 4
-    # log p(tokens) - log q(tokens) <= log p(tokens) and, over all draws, the weights' mean is the marginal.
 
 
 def test_marginal_importance_is_calibrated_against_enumeration(float64):
