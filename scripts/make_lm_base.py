@@ -18,8 +18,16 @@ from pathlib import Path
 EOS = "<|endoftext|>"
 
 
-def build(texts: list[str], out: Path, vocab_size: int, layers: int, width: int, heads: int, positions: int,
-          seed: int) -> dict:
+def build(
+    texts: list[str],
+    out: Path,
+    vocab_size: int,
+    layers: int,
+    width: int,
+    heads: int,
+    positions: int,
+    seed: int,
+) -> dict:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
@@ -47,12 +55,18 @@ def build(texts: list[str], out: Path, vocab_size: int, layers: int, width: int,
     out.mkdir(parents=True, exist_ok=False)
     fast.save_pretrained(out)
     model.save_pretrained(out, safe_serialization=True)
-    return {"out": str(out), "vocab_size": len(fast), "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "out": str(out),
+        "vocab_size": len(fast),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="the data spec the tokenizer is trained on (retro --data)")
+    parser.add_argument(
+        "--data", required=True, help="the data spec the tokenizer is trained on (retro --data)"
+    )
     parser.add_argument("--out", required=True, help="new directory for the model and tokenizer")
     parser.add_argument("--vocab-size", type=int, default=512)
     parser.add_argument("--layers", type=int, default=4)
@@ -70,8 +84,20 @@ def main(argv=None) -> int:
             raise RetroError(f"--out {out} exists; choose a new directory")
         pairs = load_pairs(args.data)
         texts = list(pairs.questions) + list(pairs.answers)
-        print(json.dumps(build(texts, out, args.vocab_size, args.layers, args.width, args.heads, args.positions,
-                               args.seed)))
+        print(
+            json.dumps(
+                build(
+                    texts,
+                    out,
+                    args.vocab_size,
+                    args.layers,
+                    args.width,
+                    args.heads,
+                    args.positions,
+                    args.seed,
+                )
+            )
+        )
     except (RetroError, ImportError) as e:
         print(f"make_lm_base: error: {e}", file=sys.stderr)
         return 2
