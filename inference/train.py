@@ -201,6 +201,7 @@ def train(
     if isinstance(objective, torch.nn.Module):
         modules["objective"] = objective  # e.g. a discriminator
     params = list(imitator.parameters()) + (list(guide.parameters()) if guide is not None else [])
+    params = [p for p in params if p.requires_grad]  # a frozen base (language models) is not optimized
     optimizer = torch.optim.Adam(params, lr=config.learning_rate)
     report = TrainReport()
     best_parameters: dict[str, torch.Tensor] | None = None
@@ -336,12 +337,20 @@ def _parameters(modules: dict[str, torch.nn.Module | None]) -> dict[str, torch.T
         f"{name}.{key}": value.detach().clone()
         for name, module in modules.items()
         if module is not None
-        for key, value in module.state_dict().items()
+        for key, value in _state(module).items()
     }
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What a module trains (an imitator on a frozen base: only its trained tensors)."""
+    return module.trained_state() if hasattr(module, "trained_state") else module.state_dict()
 
 
 def _load_parameters(modules: dict[str, torch.nn.Module | None], tensors: dict[str, torch.Tensor]) -> None:
     for name, module in modules.items():
         if module is not None:
             prefix = f"{name}."
-            module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+            part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+            (module.load_trained_state if hasattr(module, "load_trained_state") else module.load_state_dict)(
+                part
+            )

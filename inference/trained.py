@@ -10,7 +10,7 @@ import torch
 from retro.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from retro.errors import RetroError
 from retro.inference.guides import AmortizedGuide
-from retro.models import Imitator, imitator_from_config
+from retro.models import Imitator, imitator_from_config, needs_base
 
 __all__ = ["TrainedImitator", "save_trained", "load_trained"]
 
@@ -30,7 +30,7 @@ def save_trained(
     info: dict[str, Any] | None = None,
 ) -> None:
     """Write ``imitator`` (and ``guide``) with training ``info`` (JSON-able) into ``directory``."""
-    tensors = {f"imitator.{k}": v for k, v in imitator.state_dict().items()}
+    tensors = {f"imitator.{k}": v for k, v in imitator.trained_state().items()}
     if guide is not None:
         tensors.update({f"guide.{k}": v for k, v in guide.state_dict().items()})
     config = {
@@ -46,17 +46,34 @@ def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tens
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def load_trained(directory: str | os.PathLike, device: str | torch.device = "cpu") -> TrainedImitator:
-    """Rebuild the imitator and guide saved by :func:`save_trained`."""
+def load_trained(
+    directory: str | os.PathLike, device: str | torch.device = "cpu", base: Any = None
+) -> TrainedImitator:
+    """Rebuild the imitator and guide saved by :func:`save_trained`.
+
+    ``base``: the base model directory (or :class:`retro.lm.LMBase`) of a language-model imitator. Its checkpoint
+    holds only what was trained and the base's weights hash, never a path: the base is given again, and one whose
+    hash differs is a one-line error."""
     tensors, config = read_checkpoint(directory)
     if config.get("format") != FORMAT:
         raise CheckpointError(
             f"checkpoint {str(directory)!r} is not a retro trained imitator "
             f"(format {config.get('format')!r}, expected {FORMAT!r})"
         )
+    imitator_config = config.get("imitator")
+    if isinstance(imitator_config, dict) and needs_base(imitator_config.get("imitator")):
+        if base is None:
+            raise CheckpointError(
+                f"checkpoint {str(directory)!r} holds a language-model imitator trained on a base model: give the "
+                "base model directory again (--base DIR, or base=... in Python)"
+            )
+        imitator = imitator_from_config(imitator_config, base)  # a wrong base is a one-line BaseModelError
+    else:
+        imitator = None
     try:
-        imitator = imitator_from_config(config["imitator"])
-        imitator.load_state_dict(_part(tensors, "imitator."))
+        if imitator is None:
+            imitator = imitator_from_config(config["imitator"])
+        imitator.load_trained_state(_part(tensors, "imitator."))
         guide = None
         if config.get("guide") is not None:
             guide = AmortizedGuide.from_config(imitator, config["guide"])

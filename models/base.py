@@ -43,6 +43,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from retro.program import ANSWER_PLATE, ANSWER_SITE, PARTICLE_DIM, StringProgram
 from retro.text import Codec
 
@@ -64,3 +66,11 @@ class Imitator(StringProgram):
 
     def config(self) -> dict[str, Any]:
         return {"imitator": self.name, **super().config(), **self._hyperparameters}
+
+    def trained_state(self) -> dict[str, torch.Tensor]:
+        """The tensors a checkpoint holds: everything here; an imitator on a frozen base, only what it trains."""
+        return self.state_dict()
+
+    def load_trained_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Load what :meth:`trained_state` gave."""
+        self.load_state_dict(tensors)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from retro.cli.common import add_seed, load_model, seed_everything, write_records
+from retro.cli.common import add_base, add_seed, load_model, seed_everything, write_records
 from retro.data import load_pairs
 from retro.errors import RetroError
 from retro.inference.bdmc import DEFAULT_BDMC_CHAINS, DEFAULT_CONFIDENCE
@@ -41,6 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=("jsonl", "table"), default="table")
     p.add_argument("--device", default="cpu")
     add_seed(p)
+    add_base(p)
     p.set_defaults(run=run)
 
 
@@ -62,7 +63,7 @@ def run(args) -> int:
     from retro.inference.bdmc import bdmc
 
     seed_everything(args.seed)
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, base=args.base)
     results = bdmc(
         model.program,
         _questions(args, model),

@@ -15,7 +15,16 @@ from retro.data import Pairs, load_pairs
 from retro.errors import RetroError
 from retro.program import StringProgram
 
-__all__ = ["LoadedModel", "load_model", "load_data", "write_records", "add_seed", "json_ready", "FORMATS"]
+__all__ = [
+    "LoadedModel",
+    "load_model",
+    "load_data",
+    "write_records",
+    "add_seed",
+    "add_base",
+    "json_ready",
+    "FORMATS",
+]
 
 FORMATS = ("jsonl", "csv", "table")
 
@@ -27,15 +36,16 @@ class LoadedModel(NamedTuple):
     info: dict | None = None  # what training recorded (data spec, settings), for trained models
 
 
-def load_model(spec: str, device: str = "cpu") -> LoadedModel:
-    """``--model``: a directory written by ``retro train``, or ``human:NAME``."""
+def load_model(spec: str, device: str = "cpu", base: str | None = None) -> LoadedModel:
+    """``--model``: a directory written by ``retro train``, or ``human:NAME``; ``base``: ``--base``, the base model
+    directory a language-model imitator was trained on (its checkpoint never names it)."""
     if spec.startswith("human:"):
         from retro.humans import make_human
 
         return LoadedModel(make_human(spec.split(":", 1)[1]).to(device), None, spec)
     from retro.inference.trained import load_trained
 
-    trained = load_trained(spec, device)
+    trained = load_trained(spec, device, base=base)
     return LoadedModel(trained.imitator, trained.guide, spec, trained.info)
 
 
@@ -55,6 +65,15 @@ def json_ready(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_ready(v) for v in value]
     return value
+
+
+def add_base(parser) -> None:
+    parser.add_argument(
+        "--base",
+        default=None,
+        metavar="DIR",
+        help="language-model imitators: the base model directory it was trained on (local, safetensors weights)",
+    )
 
 
 def add_seed(parser) -> None:

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from retro.cli.common import add_seed, load_data, load_model, seed_everything, write_records
+from retro.cli.common import add_base, add_seed, load_data, load_model, seed_everything, write_records
 from retro.errors import RetroError
 
 
@@ -33,6 +33,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--device", default="cpu")
     add_seed(p)
+    add_base(p)
     p.set_defaults(run=run)
 
 
@@ -74,7 +75,7 @@ def run(args) -> int:
     from retro.inference.compare import compare, default_methods
 
     seed_everything(args.seed)
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, base=args.base)
     pairs = load_data(args.data, model.program, args.n, args.seed)
     methods = args.methods.split(",") if args.methods else default_methods(model.guide is not None)
     progress = (

@@ -18,7 +18,15 @@ import json
 import math
 import sys
 
-from retro.cli.common import add_seed, json_ready, load_data, load_model, seed_everything, write_records
+from retro.cli.common import (
+    add_base,
+    add_seed,
+    json_ready,
+    load_data,
+    load_model,
+    seed_everything,
+    write_records,
+)
 from retro.cli.score import score_records
 from retro.errors import RetroError
 
@@ -40,6 +48,7 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=("json", "table"), default="json")
     p.add_argument("--device", default="cpu")
     add_seed(p)
+    add_base(p)
     p.set_defaults(run=run)
 
 
@@ -96,7 +105,7 @@ def _exp(x: float) -> float:
 
 def run(args) -> int:
     seed_everything(args.seed)
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, base=args.base)
     pairs = load_data(args.data, model.program, args.n, args.seed)
     result = evaluate(model, pairs, args.particles, args.beam, sys.stderr.isatty())
     result = json_ready({"model": args.model, "data": args.data, **result})

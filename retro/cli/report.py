@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from retro.cli.common import add_seed, json_ready, load_data, load_model, seed_everything
+from retro.cli.common import add_base, add_seed, json_ready, load_data, load_model, seed_everything
 
 
 def register(subparsers) -> None:
@@ -32,6 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--details", action="store_true", help="include per-question p-values and log p values")
     p.add_argument("--device", default="cpu")
     add_seed(p)
+    add_base(p)
     p.set_defaults(run=run)
 
 
@@ -41,7 +42,7 @@ def run(args) -> int:
 
     seed_everything(args.seed)
     verifier = verifier_from_spec(args.verifier) if args.verifier else None  # bad specs fail before any work
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, base=args.base)
     pairs = load_data(args.data, model.program, args.n, args.seed)
     report = imitator_report(
         model.program,

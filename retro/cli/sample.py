@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from retro.cli.common import add_seed, load_model, seed_everything, write_records
+from retro.cli.common import add_base, add_seed, load_model, seed_everything, write_records
 from retro.data import load_pairs
 from retro.errors import RetroError
 
@@ -22,6 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=("jsonl", "table"), default="table")
     p.add_argument("--device", default="cpu")
     add_seed(p)
+    add_base(p)
     p.set_defaults(run=run)
 
 
@@ -33,7 +34,7 @@ def run(args) -> int:
     from retro.tempering import tempered
 
     seed_everything(args.seed)
-    program = tempered(load_model(args.model, args.device).program, args.temperature)
+    program = tempered(load_model(args.model, args.device, base=args.base).program, args.temperature)
     questions = args.questions or load_pairs(args.data, n=args.n, seed=args.seed).questions
     samples = program.sample(questions, num_samples=args.num_samples)
     rows = [

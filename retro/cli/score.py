@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from retro.cli.common import FORMATS, add_seed, load_data, load_model, seed_everything, write_records
+from retro.cli.common import (
+    FORMATS,
+    add_base,
+    add_seed,
+    load_data,
+    load_model,
+    seed_everything,
+    write_records,
+)
 from retro.errors import RetroError
 from retro.inference.results import summarize
 
@@ -48,6 +56,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--device", default="cpu")
     add_seed(p)
+    add_base(p)
     p.set_defaults(run=run)
 
 
@@ -125,7 +134,7 @@ def score_records(
 
 def run(args) -> int:
     seed_everything(args.seed)
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, args.device, base=args.base)
     pairs = load_data(args.data, model.program, args.n, args.seed)
     netcdf = bool(args.out) and args.out.endswith(".nc")
     if netcdf and args.method != "importance":

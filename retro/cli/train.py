@@ -13,6 +13,7 @@ from retro.data import split_pairs
 from retro.datasets import codecs_for
 from retro.errors import RetroError
 from retro.inference.train import COSINE_FINAL_FRACTION, LR_SCHEDULES
+from retro.lm.finetune import FINETUNE_MODES
 from retro.nets import DECODERS
 
 DEFAULT_STEPS = 2000
@@ -118,6 +119,36 @@ def register(subparsers) -> None:
         help="adversarial: verifier whose verdict the discriminator sees (built-in name or module:function)",
     )
     p.add_argument("--disc-lr", type=float, default=1e-3, help="adversarial: discriminator step size")
+    p.add_argument(
+        "--base",
+        default=None,
+        metavar="DIR",
+        help="language-model imitators (lm, lm-persona, lm-soft-prompt): the base model directory (local, "
+        "safetensors weights; never recorded in the checkpoint, so give it again to every command, --resume too)",
+    )
+    p.add_argument(
+        "--template",
+        default=None,
+        help="language-model imitators: the prompt, with a {question} slot (trailing whitespace belongs to the answer)",
+    )
+    p.add_argument(
+        "--finetune",
+        choices=FINETUNE_MODES,
+        default="lora",
+        help="language-model imitators: lora (adapters on the frozen base, default), latent (persona weights or "
+        "soft-prompt map only), all (every weight) or none",
+    )
+    p.add_argument("--lora-rank", type=int, default=8, help="language-model imitators: LoRA rank (default 8)")
+    p.add_argument(
+        "--persona",
+        action="append",
+        default=None,
+        metavar="TEXT",
+        help="lm-persona: one persona text read before the prompt (repeat for each persona)",
+    )
+    p.add_argument(
+        "--prompt-length", type=int, default=None, help="lm-soft-prompt: number of soft-prompt embeddings"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
     p.add_argument("--device", default="cpu")
     add_seed(p)
@@ -158,7 +189,12 @@ SETTINGS = (  # what a resumed run takes from the saved one
     "patience",
     "steps",
     "minutes",
-)
+    "template",
+    "finetune",
+    "lora_rank",
+    "persona",
+    "prompt_length",
+)  # never --base: a path the run would open; --resume is given it again
 
 
 def _resumed_settings(args):
@@ -169,6 +205,7 @@ def _resumed_settings(args):
     saved = info.get("settings")
     if not isinstance(saved, dict):
         raise RetroError(f"{args.resume}: the training state does not record the run's settings")
+    args.saved_base_sha256 = saved.get("base_sha256")
     given_steps, given_minutes = args.steps, args.minutes
     for key in SETTINGS:
         setattr(args, key, saved.get(key))
@@ -185,6 +222,32 @@ def _resumed_settings(args):
     return state
 
 
+def _language_model_options(args) -> dict:
+    """The keyword arguments of a language-model imitator (``--base`` is required, and never saved)."""
+    from retro.lm import DEFAULT_TEMPLATE, load_base
+
+    if not args.base:
+        raise RetroError(
+            f"imitator {args.imitator!r} is built on a pretrained language model: give --base DIR"
+        )
+    options = {
+        "base": load_base(args.base, device=args.device),
+        "template": args.template if args.template is not None else DEFAULT_TEMPLATE,
+        "max_length": args.max_length,
+        "finetune": args.finetune or "lora",
+        "lora_rank": args.lora_rank or 8,
+    }
+    if args.imitator == "lm-persona":
+        options["personas"] = args.persona or []
+    elif args.persona:
+        raise RetroError("--persona is for the lm-persona imitator")
+    if args.imitator == "lm-soft-prompt":
+        options.update(
+            {k: v for k, v in (("latent_dim", args.latent_dim), ("prompt_length", args.prompt_length)) if v}
+        )
+    return options
+
+
 def run(args) -> int:
     from retro.discriminators import NeuralDiscriminator
     from retro.inference import AmortizedGuide, latent_sites
@@ -194,7 +257,7 @@ def run(args) -> int:
     from retro.inference.train import TrainConfig, train
     from retro.inference.train_state import save_train_state
     from retro.inference.trained import save_trained
-    from retro.models import make_imitator
+    from retro.models import make_imitator, needs_base
     from retro.verifiers import verifier_from_spec
 
     state = None
@@ -220,21 +283,33 @@ def run(args) -> int:
     extra = {
         k: v for k, v in (("latent_dim", args.latent_dim), ("num_styles", args.num_styles)) if v is not None
     }
-    codecs = codecs_for(args.data) if args.codec == "auto" else None  # a run saved before --codec: bytes
-    if codecs is not None:
-        extra.update(codec=codecs[0], question_codec=codecs[1])
     try:
-        imitator = make_imitator(
-            args.imitator,
-            max_length=args.max_length,
-            hidden_dim=args.hidden_dim,
-            decoder=args.decoder,
-            dropout=args.dropout or 0.0,
-            **extra,
-        )
+        if needs_base(args.imitator):
+            imitator = make_imitator(args.imitator, **_language_model_options(args))
+        else:
+            codecs = (
+                codecs_for(args.data) if args.codec == "auto" else None
+            )  # a run saved before --codec: bytes
+            if codecs is not None:
+                extra.update(codec=codecs[0], question_codec=codecs[1])
+            imitator = make_imitator(
+                args.imitator,
+                max_length=args.max_length,
+                hidden_dim=args.hidden_dim,
+                decoder=args.decoder,
+                dropout=args.dropout or 0.0,
+                **extra,
+            )
     except TypeError as e:
         raise RetroError(f"imitator {args.imitator!r}: {e}") from None
     imitator.to(args.device)
+    base_sha256 = getattr(imitator, "base_sha256", None)
+    saved_sha256 = getattr(args, "saved_base_sha256", None)
+    if state is not None and saved_sha256 is not None and saved_sha256 != base_sha256:
+        raise RetroError(
+            f"--base {args.base} is not the base model {args.resume} was trained on (weights sha256 "
+            f"{str(base_sha256)[:12]}..., recorded {saved_sha256[:12]}...)"
+        )
     pairs = load_data(args.data, imitator, args.n, args.seed)
     if args.heldout:
         train_pairs, heldout = pairs, load_data(args.heldout, imitator, None, args.seed + 1)
@@ -305,6 +380,8 @@ def run(args) -> int:
         )
 
     settings = {k: getattr(args, k) for k in SETTINGS}
+    if base_sha256 is not None:
+        settings["base_sha256"] = base_sha256
 
     def checkpoint(train_state) -> None:
         save_train_state(out / STATE_DIR, train_state, {"settings": settings})
