@@ -5,7 +5,11 @@ GPT-2-style decoder-only transformer is built from a configuration with random w
 with ``save_pretrained`` (weights in safetensors) to ``--out``, so retro loads them the way it loads any local
 model. Needs the ``[lm]`` extra. Example (the base of the CMUdict row in the README):
 
-    python scripts/make_lm_base.py --data builtin:cmudict-g2p:train --out runs/g2p-base
+    python scripts/make_lm_base.py --data builtin:cmudict-g2p:train --template "{question}: " --out runs/g2p-base
+
+The tokenizer is trained on the text the model will read: each question's prompt (``--template``, as ``retro
+train --template`` renders it) and each answer after the template's trailing whitespace, which belongs to the
+answer (``" AE R AH N"``).
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ def main(argv=None) -> int:
         "--data", required=True, help="the data spec the tokenizer is trained on (retro --data)"
     )
     parser.add_argument("--out", required=True, help="new directory for the model and tokenizer")
+    parser.add_argument("--template", default="{question}: ", help="the prompt template retro train will use")
     parser.add_argument("--vocab-size", type=int, default=512)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--width", type=int, default=256)
@@ -77,13 +82,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from retro.data import load_pairs
     from retro.errors import RetroError
+    from retro.lm import PromptTemplate
 
     out = Path(args.out)
     try:
         if out.exists():
             raise RetroError(f"--out {out} exists; choose a new directory")
         pairs = load_pairs(args.data)
-        texts = list(pairs.questions) + list(pairs.answers)
+        template = PromptTemplate.of(args.template)
+        texts = [template.render(q) for q in pairs.questions] + [
+            template.separator + a for a in pairs.answers
+        ]
         print(
             json.dumps(
                 build(
