@@ -150,6 +150,7 @@ def sample_tokenizations(
     shape: torch.Size,
     targets: Sequence[bytes],
     lattice: TokenLattice,
+    uniforms: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One tokenization per row of ``shape`` (answers trailing), drawn from ``distribution`` restricted to the
     tokenizations of that answer's bytes ``targets[b]`` with at most ``max_length`` tokens.
@@ -157,6 +158,11 @@ def sample_tokenizations(
     At each step the proposal keeps only tokens that spell the next bytes and leave the rest reachable within
     the remaining steps (EOS exactly when the string is complete), with probabilities proportional to the
     model's; EOS at ``max_length`` is forced, as in the distribution itself.
+
+    Args:
+        uniforms: optional ``[*shape, max_length]`` numbers in (0, 1), one per step of each row, from which the
+            tokens are drawn by inversion (e.g. keyed random streams, so a row's draws do not depend on the batch);
+            default: torch's generator.
 
     Returns:
         ``(tokens[*shape, max_length + 1], log_weight[*shape])`` with ``log_weight`` = log p(tokens) - log q(tokens),
@@ -168,6 +174,9 @@ def sample_tokenizations(
     context, extra = distribution.decoder_inputs(shape)
     device, n, max_length = context.device, context.shape[0], distribution.max_length
     tables = _Tables(lattice, targets, device)
+    u = None
+    if uniforms is not None:
+        u = uniforms.expand(shape + (max_length,)).reshape(n, max_length).to(context.dtype).clamp(1e-12, 1.0)
     answer = torch.arange(n, device=device) % len(targets)
     rows = torch.arange(n, device=device)
     position = torch.zeros(n, dtype=torch.long, device=device)
@@ -188,7 +197,14 @@ def sample_tokenizations(
         allowed = tables.valid[answer, position] & (is_eos | (rest <= max_length - t - 1))
         candidates = log_probs.gather(-1, token).masked_fill(~allowed, -math.inf)
         log_mass = candidates.logsumexp(-1)
-        choice = torch.distributions.Categorical(logits=candidates.masked_fill(done[:, None], 0.0)).sample()
+        if u is None:
+            choice = torch.distributions.Categorical(
+                logits=candidates.masked_fill(done[:, None], 0.0)
+            ).sample()
+        else:  # inversion: the first candidate whose cumulative mass reaches u (never one of mass 0)
+            cumulative = (candidates - log_mass[:, None]).exp().cumsum(-1)
+            below = cumulative < u[:, t, None] * cumulative[:, -1:]
+            choice = below.sum(-1).clamp(max=candidates.shape[-1] - 1)
         chosen = torch.where(done, lattice.eos, token[rows, choice])
         log_weight = log_weight + torch.where(done, 0.0, log_mass)
         position = torch.where(done, position, end[rows, choice])

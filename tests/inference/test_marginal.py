@@ -128,3 +128,24 @@ def test_a_codec_without_token_bytes_is_a_clear_error():
     program = make_imitator("seq2seq", max_length=4, hidden_dim=16)  # ByteCodec: one spelling per string
     with pytest.raises(RetroError, match="token_bytes"):
         exact_marginal(program, ["a"], ["b"])
+
+
+def test_tokenizations_drawn_from_given_uniforms_do_not_depend_on_the_batch(float64):
+    codec = PieceCodec(PIECES)
+    program = make_imitator("seq2seq", codec=codec, max_length=5, hidden_dim=16)
+    answers = ["abcab", "cabca"]
+    lattice = TokenLattice(codec)
+    u = torch.rand(64, 2, 5)
+
+    def draw(index):
+        questions = program.encode_questions(["a", "b"])[index]
+        distribution = program.answer_distribution(program.encode(questions))
+        targets = [answers[i].encode() for i in index]
+        return sample_tokenizations(distribution, torch.Size([64, len(index)]), targets, lattice, u[:, index])
+
+    both_tokens, both_weights = draw([0, 1])
+    for i in (0, 1):
+        tokens, weights = draw([i])
+        assert torch.equal(tokens[:, 0], both_tokens[:, i])
+        assert torch.allclose(weights[:, 0], both_weights[:, i], atol=1e-12, rtol=0)
+    assert len({tuple(row) for row in both_tokens[:, 0].tolist()}) > 1  # the uniforms do pick different paths
