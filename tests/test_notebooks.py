@@ -57,6 +57,6 @@ def test_notebook_runs(path: Path, kernel_name: str, tmp_path: Path, monkeypatch
 
 def test_the_documented_notebooks_are_all_collected():
     """The glob above runs every notebook; this names the ones the README and issues promise."""
-    assert {"quickstart", "inference_strategies", "adversarial", "experiments", "g2p"} <= {
+    assert {"quickstart", "inference_strategies", "adversarial", "experiments", "g2p", "lm"} <= {
         p.stem for p in NOTEBOOKS
     }
