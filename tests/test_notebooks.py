@@ -19,6 +19,8 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("ipykernel")
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.py"))
+NEEDS = {"lm": ("transformers", "needs the [lm] extra: pip install 'retro-imitators[lm]'")}
+"""Notebooks that need an optional extra: skipped with the reason when it is missing."""
 KERNEL = "python3"  # shadows any other "python3" kernelspec: JUPYTER_PATH is searched first
 
 
@@ -39,6 +41,8 @@ def kernel_name(tmp_path, monkeypatch) -> str:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path: Path, kernel_name: str, tmp_path: Path, monkeypatch) -> None:
+    if path.stem in NEEDS:
+        pytest.importorskip(NEEDS[path.stem][0], reason=NEEDS[path.stem][1])
     monkeypatch.setenv("RETRO_SMOKE", "1")  # the kernel inherits this process's environment
     # One thread: two OpenMP threads on a 2-core machine that is doing anything else slow torch down by 10-50x.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
