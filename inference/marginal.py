@@ -152,11 +152,16 @@ def _plate_shape() -> torch.Size:
 
 class TokenizationProposal(Messenger):
     """Replace the observed ``answer`` site by a tokenization of the same string drawn from the answer
-    distribution restricted to the string's lattice; the site's log density becomes log p(tokens) - log q(tokens).
+    distribution restricted to the string's lattice, and its log density by an unbiased estimate of the string's
+    probability (given the latents).
+
+    The observed tokenization ``c`` (the canonical one) is counted exactly and only the others are sampled: with
+    ``T ~ q`` the estimate is ``p(c) + 1[T != c] p(T) / q(T)``, whose mean is the sum over all tokenizations. It is
+    never below ``p(c)``, and when a trained model puts nearly all of a string's mass on ``c`` its variance is
+    nearly zero (plain ``p(T) / q(T)`` would pay for every draw of ``c`` with the full weight's variance).
 
     Wrap a program's model in it inside the particle plate and the usual importance weights (model over proposal)
-    become weights of the joint proposal over latents and tokenization. The observed tokens only name the string:
-    any of its tokenizations gives the same result.
+    become weights of the joint proposal over latents and tokenization.
     """
 
     def __init__(self, codec, lattice: TokenLattice | None = None):
@@ -180,7 +185,14 @@ class TokenizationProposal(Messenger):
             for row, length in zip(batch.tokens.tolist(), batch.lengths.tolist())
         ]
         shape = torch.broadcast_shapes(fn.batch_shape, observed.shape[:-1], _plate_shape())
-        tokens, log_weight = sample_tokenizations(fn, shape, targets, self.lattice)
+        tokens, log_ratio = sample_tokenizations(fn, shape, targets, self.lattice)
+        width = tokens.shape[-1]
+        canonical = torch.nn.functional.pad(
+            observed[..., :width], (0, width - observed.shape[-1]), value=self.lattice.eos
+        )
+        is_canonical = (tokens == canonical).all(-1)
+        log_canonical = fn.log_prob(observed).expand(shape)
+        log_weight = torch.logaddexp(log_canonical, log_ratio.masked_fill(is_canonical, -math.inf))
         msg["fn"] = _TokenizationWeight(tokens, log_weight)
         msg["value"] = tokens
 
