@@ -12,8 +12,9 @@ estimators of the marginal:
   latents from the proposal (guide, prior or mixture, as :func:`retro.inference.importance`), then a tokenization
   from the answer distribution restricted to the string's lattice
   (:func:`retro.tokenizations.sample_tokenizations`); :class:`TokenizationProposal` does the second part by
-  intercepting the ``answer`` site, so any program under the Imitator contract works. Per answer: the estimate,
-  its delta-method standard error, ESS and Pareto k-hat.
+  intercepting the ``answer`` site, so any program under the Imitator contract works. The canonical tokenization's
+  term is computed exactly and only the other tokenizations are sampled. Per answer: the estimate, its
+  delta-method standard error, ESS and Pareto k-hat.
 
 Byte-level tokenizers can spell byte sequences that are not valid UTF-8. Those token sequences are no string's
 tokenization, so their probability belongs to no string: retro's marginal is p(the model's output spells exactly
