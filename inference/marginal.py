@@ -32,15 +32,18 @@ from dataclasses import replace
 import torch
 from pyro.distributions import TorchDistribution
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.runtime import get_plates
+from pyro.poutine.runtime import _PYRO_STACK, get_plates
 from torch.distributions import constraints
+from tqdm import tqdm
 
 from retro.distributions import StringDistribution
 from retro.errors import RetroError
 from retro.inference.exact import exact_log_prob_in_chunks
-from retro.inference.importance import guide_fraction_of
-from retro.inference.results import AnswerEstimate
+from retro.inference.importance import PROPOSALS, guide_fraction_of
+from retro.inference.registry import Registration, estimator, register
+from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
 from retro.inference.sites import base_distribution, latent_sites
+from retro.inference.streams import KeyedSampling, keyed_uniforms, site_key
 from retro.inference.weighted import records_from_log_weights
 from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
 from retro.program import ANSWER_SITE, StringProgram
@@ -53,9 +56,13 @@ __all__ = [
     "marginal_log_weights",
     "TokenizationProposal",
     "MAX_TOKENIZATIONS",
+    "EXACT_NAME",
+    "SAMPLED_NAME",
 ]
 
 MAX_TOKENIZATIONS = 100_000  # per answer, for exact enumeration
+EXACT_NAME, SAMPLED_NAME = "exact-marginal", "marginal"
+DEFAULT_PARTICLES = 1000
 
 
 def _lattice(program: StringProgram) -> TokenLattice:
@@ -66,17 +73,25 @@ def _strings(program: StringProgram, answers: Sequence[str]) -> list[bytes]:
     return [answer_bytes(program.codec, program.codec.encode(a)) for a in answers]
 
 
+@estimator
 @torch.no_grad()
 def exact_marginal(
     program: StringProgram,
     questions: Sequence[str],
     answers: Sequence[str],
+    *,
+    guide=None,
+    num_particles: int = 1,
+    seed: int | None = None,
+    answer_ids: Sequence[int] | torch.Tensor | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
+    progress: bool = False,
     max_tokenizations: int = MAX_TOKENIZATIONS,
-) -> list[AnswerEstimate]:
+) -> Estimate:
     """Exact log p(string) per answer: every tokenization with at most ``max_length`` tokens, scored in batched
-    passes of at most ``max_rows`` rows, latents summed out exactly; ``num_particles`` is the number of
-    tokenizations."""
+    passes of at most ``max_rows`` rows, latents summed out exactly; a record's ``num_particles`` is the number of
+    tokenizations. ``guide``, ``num_particles``, ``seed``, ``answer_ids`` and ``progress`` are accepted for the
+    common calling convention and not used (nothing is drawn)."""
     lattice = _lattice(program)
     sites = latent_sites(program, questions[:1], answers[:1])
     rows, owner = [], []
@@ -111,10 +126,11 @@ def exact_marginal(
     totals = table.logsumexp(-1)
     counts = counts.tolist()
     nan = float("nan")
-    return [
-        AnswerEstimate(q, a, float(v), 0.0, nan, nan, c, "exact[marginal]", "exact", "marginal")
+    records = [
+        AnswerEstimate(q, a, float(v), 0.0, nan, nan, c, EXACT_NAME, "exact", "marginal")
         for q, a, v, c in zip(questions, answers, totals.tolist(), counts)
     ]
+    return Estimate(records, EstimateInfo(EXACT_NAME, 0))
 
 
 class _TokenizationWeight(TorchDistribution):
@@ -149,6 +165,23 @@ def _plate_shape() -> torch.Size:
     for frame in plates:
         shape[frame.dim] = frame.size
     return torch.Size(shape)
+
+
+TOKENIZATION_STREAM = site_key(ANSWER_SITE + "/tokenization")
+
+
+def _keyed_uniforms(shape: torch.Size, fn: StringDistribution) -> torch.Tensor | None:
+    """One uniform per step of each particle x answer from the keyed streams of the enclosing
+    :class:`~retro.inference.streams.KeyedSampling` (``None`` outside one: torch's generator is used)."""
+    keyed = next((m for m in reversed(_PYRO_STACK) if isinstance(m, KeyedSampling)), None)
+    if keyed is None:
+        return None
+    if tuple(shape) != (len(keyed.particle_ids), len(keyed.answer_ids)):
+        raise RetroError(f"keyed tokenizations: batch shape {tuple(shape)} is not particles x answers")
+    device = fn.context.device
+    return keyed_uniforms(
+        keyed.seed, keyed.answer_ids, keyed.particle_ids, TOKENIZATION_STREAM, fn.max_length, device
+    )
 
 
 class TokenizationProposal(Messenger):
@@ -186,7 +219,7 @@ class TokenizationProposal(Messenger):
             for row, length in zip(batch.tokens.tolist(), batch.lengths.tolist())
         ]
         shape = torch.broadcast_shapes(fn.batch_shape, observed.shape[:-1], _plate_shape())
-        tokens, log_ratio = sample_tokenizations(fn, shape, targets, self.lattice)
+        tokens, log_ratio = sample_tokenizations(fn, shape, targets, self.lattice, _keyed_uniforms(shape, fn))
         width = tokens.shape[-1]
         canonical = torch.nn.functional.pad(
             observed[..., :width], (0, width - observed.shape[-1]), value=self.lattice.eos
@@ -216,43 +249,94 @@ def marginal_log_weights(
     guide=None,
     guide_fraction: float = 0.0,
     max_rows: int = DEFAULT_MAX_ROWS,
+    progress=None,
+    seed: int | None = None,
+    answer_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``Tensor[K, B]`` of log weights of the joint proposal (latents from the guide/prior/mixture, then a
-    tokenization): ``log p(tokens, z) - log r(z) - log q(tokens | z)``."""
+    tokenization, both from the keyed streams when ``seed`` is given): ``log p̂(string | z) + log p(z) - log r(z)``
+    with ``p̂`` the estimate of :class:`TokenizationProposal`."""
     return log_weights(
-        _ProposingTokenizations(program), questions, answers, num_particles, guide, guide_fraction, max_rows
+        _ProposingTokenizations(program),
+        questions,
+        answers,
+        num_particles,
+        guide,
+        guide_fraction,
+        max_rows,
+        progress,
+        seed,
+        answer_ids,
     )
 
 
+@estimator
 def marginal_importance(
     program: StringProgram,
     questions: Sequence[str],
     answers: Sequence[str],
+    *,
     guide=None,
-    proposal: str = "prior",
-    num_particles: int = 1000,
-    mixture_weight: float = 0.5,
+    num_particles: int = DEFAULT_PARTICLES,
+    seed: int | None = None,
+    answer_ids: Sequence[int] | torch.Tensor | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
-) -> list[AnswerEstimate]:
+    progress: bool = False,
+    proposal: str | None = None,
+    mixture_weight: float = 0.5,
+) -> Estimate:
     """Importance-sampling estimate of log p(string) per answer over latents and tokenizations together.
 
     Args:
-        proposal: for the program's latents: ``"guide"``, ``"prior"`` (default; also for programs without
-            latents) or ``"mixture"``.
         num_particles: K joint particles per answer (one tokenization each), vectorized; memory is bounded by
             ``max_rows`` particle x answer rows.
+        proposal: for the program's latents: ``"guide"``, ``"prior"`` or ``"mixture"``; default: the guide when
+            one is given, else the prior (also for programs without latents: only the tokenization is drawn).
+        seed, answer_ids, max_rows, progress: see :func:`retro.inference.registry.estimate`.
+
+    Returns:
+        :class:`~retro.inference.results.Estimate` with ``info.log_weights`` ``[K, B]``.
     """
+    proposal = proposal or ("guide" if guide is not None else "prior")
     fraction = guide_fraction_of(proposal, mixture_weight)
+    method = f"{SAMPLED_NAME}[{proposal}]"
     if fraction > 0 and guide is None:
-        raise RetroError(f"marginal[{proposal}] needs a trained guide; this model has none (use the prior)")
-    log_w = marginal_log_weights(
-        program,
-        program.encode_questions(questions),
-        program.encode_answers(answers),
-        num_particles,
-        guide,
-        fraction,
-        max_rows,
+        raise RetroError(f"{method} needs a trained guide; this model has none (use the prior proposal)")
+    q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
+    with tqdm(
+        total=num_particles * len(answers), desc=method, unit="row", disable=not progress, leave=False
+    ) as bar:
+        log_w = marginal_log_weights(
+            program, q_batch, a_batch, num_particles, guide, fraction, max_rows, bar.update, seed, answer_ids
+        )
+    log_w = log_w.detach().to(torch.float64).cpu()
+    records = records_from_log_weights(log_w, questions, answers, method, "estimate")
+    records = [replace(record, target="marginal") for record in records]
+    return Estimate(records, EstimateInfo(method, num_particles, log_weights=log_w))
+
+
+register(
+    Registration(
+        EXACT_NAME,
+        exact_marginal,
+        kind="exact",
+        budget="none",
+        default_budget=1,
+        small_budget=1,
+        latents="summable",
+        options=("max_tokenizations",),
     )
-    records = records_from_log_weights(log_w, questions, answers, f"marginal[{proposal}]", "estimate")
-    return [replace(record, target="marginal") for record in records]
+)
+register(
+    Registration(
+        SAMPLED_NAME,
+        marginal_importance,
+        kind="estimate",
+        budget="particles",
+        default_budget=DEFAULT_PARTICLES,
+        small_budget=10,
+        proposals=PROPOSALS,
+        guide_proposals=("guide", "mixture"),
+        options=("proposal", "mixture_weight"),
+    )
+)

@@ -28,10 +28,10 @@ def test_lm_marginal_sums_to_one_over_every_string(load_tiny):
             text = b"".join(codec.token_bytes(t) for t in seq).decode()
             spelled[text] = spelled.get(text, 0) + 1
     texts = sorted(spelled)
-    marginal = exact_marginal(imitator, ["ab"] * len(texts), texts)
+    marginal = exact_marginal(imitator, ["ab"] * len(texts), texts).records
     total = torch.tensor([r.log_prob for r in marginal]).logsumexp(0).exp().item()
     assert abs(total - 1.0) < 1e-6
-    canonical = exact(imitator, ["ab"] * len(texts), texts)
+    canonical = exact(imitator, ["ab"] * len(texts), texts).records
     assert any(m.num_particles > 1 for m in marginal)
     for c, m in zip(canonical, marginal):
         assert m.num_particles == spelled[m.answer]
@@ -59,9 +59,9 @@ def test_lm_marginal_importance_with_a_persona_latent(load_tiny):
         base, personas=["You are a cat.\n", "Pirate: "], template="Q: {question}\nA: ", max_length=8
     ).double()
     questions, answers = ["hi", "the cat"], ["hello", "a cat"]
-    truth = exact_marginal(imitator, questions, answers)
-    canonical = exact(imitator, questions, answers)
-    records = marginal_importance(imitator, questions, answers, num_particles=200)
+    truth = exact_marginal(imitator, questions, answers).records
+    canonical = exact(imitator, questions, answers).records
+    records = marginal_importance(imitator, questions, answers, num_particles=200).records
     for record, t, c in zip(records, truth, canonical):
         assert t.log_prob > c.log_prob
         assert abs(record.log_prob - t.log_prob) <= 4 * record.stderr
