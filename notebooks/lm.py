@@ -33,8 +33,7 @@ import tempfile
 import torch
 
 from retro.humans import make_human
-from retro.inference import AmortizedGuide, elbo, exact, importance, summarize
-from retro.inference.marginal import exact_marginal, marginal_importance
+from retro.inference import AmortizedGuide, estimate, summarize
 from retro.inference.train import TrainConfig, train
 from retro.lm import load_base
 from retro.lm.random_base import make_random_base
@@ -81,10 +80,11 @@ print(imitator.sample(test_questions[:3], num_samples=2))
 # ## Score human answers
 #
 # The `lm` imitator has no latent variable, so `exact` gives each answer's log p (of its canonical tokenization):
-# one teacher-forced pass over all answers, the prompt's key/value cache computed once per question.
+# one teacher-forced pass over all answers, the prompt's key/value cache computed once per question. Every
+# estimator is called by name through the registry (`retro score --method NAME` does the same).
 
 # %%
-scores = exact(imitator, test_questions, test_answers)
+scores = estimate("exact", imitator, test_questions, test_answers).records
 print(scores[0])
 print(summarize(scores))
 
@@ -93,13 +93,13 @@ print(summarize(scores))
 #
 # A byte-level BPE spells `" 12+7=19"` in many ways (`" 12"` `"+"` ... or byte by byte); the model gives each a
 # probability, and the string's probability is their sum. The canonical tokenization alone (what every LM scoring
-# tool reports) is a lower bound. `exact_marginal` enumerates every tokenization (short strings); the importance
-# sampler `marginal_importance` draws tokenizations from the model restricted to the string, with a standard error.
-# Records say which they score in `target`.
+# tool reports) is a lower bound. `exact-marginal` enumerates every tokenization (short strings); the importance
+# sampler `marginal` draws tokenizations from the model restricted to the string (the canonical one is counted
+# exactly), with a standard error. Records say which they score in `target`.
 
 # %%
-marginal = exact_marginal(imitator, test_questions, test_answers)
-sampled = marginal_importance(imitator, test_questions, test_answers, num_particles=K)
+marginal = estimate("exact-marginal", imitator, test_questions, test_answers).records
+sampled = estimate("marginal", imitator, test_questions, test_answers, num_particles=K, seed=0).records
 gaps = [m.log_prob - c.log_prob for m, c in zip(marginal, scores)]
 for c, m, s in list(zip(scores, marginal, sampled))[:5]:
     print(
@@ -124,19 +124,23 @@ assert all(abs(s.log_prob - m.log_prob) <= 4 * s.stderr + 1e-6 for s, m in zip(s
 personas = ["Answer with the number only.\n", "Show the sum, then the result.\n", "Answer quickly.\n"]
 persona_lm = PersonaLM(base, personas=personas, template=TEMPLATE, max_length=12, finetune="lora")
 guide = AmortizedGuide(persona_lm, hidden_dim=16)
+methods = {  # method name -> particles
+    "exact": None,
+    "importance[prior]": K,
+    "elbo": K,
+    "exact-marginal": None,
+    "marginal[prior]": K,
+}
 rows = {
-    "exact": exact(persona_lm, test_questions, test_answers),
-    f"importance[prior] K={K}": importance(
-        persona_lm, test_questions, test_answers, proposal="prior", num_particles=K
-    ),
-    f"elbo[guide] K={K}": elbo(persona_lm, test_questions, test_answers, guide=guide, num_particles=K),
-    "exact marginal": exact_marginal(persona_lm, test_questions, test_answers),
-    f"marginal[prior] K={K}": marginal_importance(persona_lm, test_questions, test_answers, num_particles=K),
+    name: estimate(
+        name, persona_lm, test_questions, test_answers, guide=guide, num_particles=k, seed=0
+    ).records
+    for name, k in methods.items()
 }
 for name, records in rows.items():
     s = summarize(records)
-    print(f"{name:24} {records[0].kind:12} {records[0].target:10} {s.log_prob_mean:9.3f} ± {s.stderr:.3f}")
-for e, i in zip(rows["exact"], rows[f"importance[prior] K={K}"]):
+    print(f"{name:18} {records[0].kind:12} {records[0].target:10} {s.log_prob_mean:9.3f} ± {s.stderr:.3f}")
+for e, i in zip(rows["exact"], rows["importance[prior]"]):
     assert abs(i.log_prob - e.log_prob) <= 4 * i.stderr + 1e-6
 
 # %% [markdown]
@@ -147,7 +151,7 @@ for e, i in zip(rows["exact"], rows[f"importance[prior] K={K}"]):
 # with the base's hash.
 
 # %%
-before = summarize(exact(persona_lm, test_questions, test_answers)).log_prob_mean
+before = summarize(estimate("exact", persona_lm, test_questions, test_answers)).log_prob_mean
 report = train(
     persona_lm,
     questions,
@@ -155,7 +159,7 @@ report = train(
     guide=guide,
     config=TrainConfig(steps=STEPS, batch_size=16, learning_rate=1e-2, eval_every=10**9, progress=False),
 )
-after = summarize(exact(persona_lm, test_questions, test_answers)).log_prob_mean
+after = summarize(estimate("exact", persona_lm, test_questions, test_answers)).log_prob_mean
 weights = persona_lm.persona_logits.detach().softmax(-1).tolist()
 print(
     f"held-out log p: {before:.3f} -> {after:.3f} nats per answer; persona weights {[round(w, 3) for w in weights]}"

@@ -29,21 +29,20 @@ def main(argv=None) -> int:
     parser.add_argument("--max-exact", type=int, default=0, help="enumerate answers with at most this many")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    import torch
-
     from retro.cli.common import json_ready, load_data, load_model
     from retro.errors import RetroError
-    from retro.inference import exact
-    from retro.inference.marginal import exact_marginal, marginal_importance
+    from retro.inference import estimate
     from retro.tokenizations import TokenLattice, answer_bytes
 
-    torch.manual_seed(args.seed)
     try:
         program = load_model(args.model, base=args.base).program
         pairs = load_data(args.data, program, args.n, args.seed)
         questions, answers = pairs.questions, pairs.answers
-        canonical = exact(program, questions, answers)
-        sampled = marginal_importance(program, questions, answers, num_particles=args.particles)
+        canonical = estimate("exact", program, questions, answers).records
+        sampled = estimate(
+            "marginal", program, questions, answers, num_particles=args.particles, seed=args.seed
+        )
+        sampled = sampled.records
         lattice = TokenLattice(program.codec)
         counts = [
             lattice.count(answer_bytes(program.codec, program.codec.encode(a)), program.max_length)
@@ -51,7 +50,9 @@ def main(argv=None) -> int:
         ]
         small = [i for i, c in enumerate(counts) if c <= args.max_exact]
         enumerated = (
-            exact_marginal(program, [questions[i] for i in small], [answers[i] for i in small])
+            estimate(
+                "exact-marginal", program, [questions[i] for i in small], [answers[i] for i in small]
+            ).records
             if small
             else []
         )
