@@ -69,6 +69,8 @@ class LanguageModel(Imitator):
             (every weight) or ``none``.
         lora_rank, lora_alpha: the LoRA adapters' rank and scale.
         padding_side: how prompts of different lengths are batched (the numbers do not depend on it).
+        dropout: the rate of every dropout layer of the model during training steps (default 0: as the other
+            imitators, and as adversarial training requires; the base's own rates are not used).
 
     Example:
         >>> imitator = LanguageModel("path/to/model", template="Q: {question}\\nA: ")  # doctest: +SKIP
@@ -87,7 +89,10 @@ class LanguageModel(Imitator):
         lora_rank: int = 8,
         lora_alpha: float = 16.0,
         padding_side: str = "left",
+        dropout: float = 0.0,
     ):
+        if not 0.0 <= dropout < 1.0:
+            raise RetroError(f"dropout must be in [0, 1), got {dropout}")
         base = load_base(base)
         self.template = PromptTemplate.of(template)
         codec = TokenizerCodec(base.tokenizer, self.template.separator)
@@ -98,12 +103,16 @@ class LanguageModel(Imitator):
             lora_rank=lora_rank,
             lora_alpha=lora_alpha,
             padding_side=padding_side,
+            dropout=dropout,
             base_sha256=base.sha256,
         )
         self.finetune = finetune
         self.base_sha256 = base.sha256
         self.tokenizer = base.tokenizer
         model = prepare_model(base.model, finetune, lora_rank, lora_alpha)
+        for module in model.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = float(dropout)
         self.decoder = LMDecoder(model, codec.vocab_size, pad_id=codec.eos, padding_side=padding_side)
         self._bos = _special_prefix(base.tokenizer)
         start = base.tokenizer.bos_token_id if base.tokenizer.bos_token_id is not None else codec.eos

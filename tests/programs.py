@@ -8,7 +8,7 @@ import torch
 
 from retro.distributions import StringDistribution
 from retro.humans import HUMANS, make_human
-from retro.models import IMITATORS, Imitator, make_imitator
+from retro.models import IMITATORS, Imitator, make_imitator, needs_base
 from retro.nets import GRUDecoder, StringEncoder
 from retro.text import AlphabetCodec, SymbolCodec
 
@@ -75,4 +75,6 @@ def tiny_program(name: str, max_length: int = 3):
 
 VARIANTS = ["latent[transformer]", "latent[attention]", "mixture[attention]", "seq2seq[attention]"]
 """Built-in imitators with another decoder than their default."""
-PROGRAM_NAMES = sorted(IMITATORS) + VARIANTS + sorted(HUMANS) + [CareImitator.name]
+SMALL_IMITATORS = sorted(n for n in IMITATORS if not needs_base(n))
+"""Built-in imitators that need no pretrained base (the language-model ones have their tests in tests/lm)."""
+PROGRAM_NAMES = SMALL_IMITATORS + VARIANTS + sorted(HUMANS) + [CareImitator.name]

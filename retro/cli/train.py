@@ -236,6 +236,7 @@ def _language_model_options(args) -> dict:
         "max_length": args.max_length,
         "finetune": args.finetune or "lora",
         "lora_rank": args.lora_rank or 8,
+        "dropout": args.dropout or 0.0,
     }
     if args.imitator == "lm-persona":
         options["personas"] = args.persona or []

@@ -86,8 +86,9 @@ class PromptCache:
             )
         return self
 
-    def rows(self, prefixes: torch.Tensor) -> torch.Tensor:
-        """The cache row of each flattened row ``n`` with prefix ``prefixes[n]``: ``k * U + u(n % B)``."""
+    def rows(self, prefixes: torch.Tensor, first_row: int = 0) -> torch.Tensor:
+        """The cache row of each flattened row ``n`` (from ``first_row`` on) with prefix ``prefixes[n]``:
+        ``k * U + u(n % B)``."""
         n = prefixes.shape[0]
-        questions = torch.arange(n, device=prefixes.device) % self.num_questions
+        questions = torch.arange(first_row, first_row + n, device=prefixes.device) % self.num_questions
         return prefixes * self.num_prompts + self.question_rows[questions]

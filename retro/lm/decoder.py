@@ -21,6 +21,23 @@ from retro.lm.cache import PrefixCache, PromptCache, pad_ids
 
 __all__ = ["LMDecoder"]
 
+LOGITS_BUDGET = 1 << 26
+"""Teacher forcing computes the logits of at most about this many (row, position, token) entries at once."""
+LENGTH_TOLERANCE = 0.15
+"""Prompts run together when the shortest is at least this much shorter than the longest of the group."""
+
+
+def _length_groups(lengths: list[int]) -> list[list[int]]:
+    """Indices grouped by similar length (longest first): each group wastes under 15% of its width on padding."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] >= (1 - LENGTH_TOLERANCE) * lengths[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
 
 class LMDecoder(nn.Module):
     """Any ``AutoModelForCausalLM`` under retro's decoder interface (see :mod:`retro.distributions`).
@@ -111,6 +128,9 @@ class LMDecoder(nn.Module):
     ) -> PromptCache:
         """The key/value states of ``U`` distinct prompts (after each of the ``K`` prefixes, if any).
 
+        Prompts are run in groups of similar length (little padding), then their caches are padded to a common
+        width (padding is never attended to) and put back in order.
+
         Args:
             prompts: ``U`` non-empty token rows.
             question_rows: ``[B]``, the prompt of each question of the batch.
@@ -120,17 +140,48 @@ class LMDecoder(nn.Module):
             raise RetroError("every prompt must hold at least one token")
         device = self.model.get_input_embeddings().weight.device
         k = len(prefix) if prefix is not None else 1
-        ids, mask = pad_ids(prompts * k, self.pad_id, self.padding_side, device)
+        rows = prompts * k  # row r reads prefix r // U
+        width = max(len(row) for row in rows)
+        pieces = []
+        order = []
+        for group in _length_groups([len(row) for row in rows]):
+            order.extend(group)
+            pieces.append(
+                self._prompt_group([rows[i] for i in group], group, len(prompts), width, prefix, device)
+            )
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        inverse = inverse.to(device)
+
+        def joined(parts):
+            return torch.cat(parts, 0).index_select(0, inverse) if len(parts) > 1 else parts[0]
+
+        layers = len(pieces[0][0])
+        return PromptCache(
+            tuple(joined([piece[0][i] for piece in pieces]) for i in range(layers)),
+            tuple(joined([piece[1][i] for piece in pieces]) for i in range(layers)),
+            joined([piece[2] for piece in pieces]),
+            joined([piece[3] for piece in pieces]),
+            joined([piece[4] for piece in pieces]),
+            question_rows.to(device),
+            k,
+        )
+
+    def _prompt_group(self, rows, indices, num_prompts, width, prefix, device):
+        """One group's (keys, values, mask, next position, last logits), its prompt part padded to ``width``."""
+        ids, mask = pad_ids(rows, self.pad_id, self.padding_side, device)
         if prefix is None:
-            full_mask, positions, past = mask, self._positions(mask), None
+            full_mask, positions, past, start, before = mask, self._positions(mask), None, 0, 0
         else:
-            which = torch.arange(k, device=device).repeat_interleave(len(prompts))
+            which = torch.tensor([i // num_prompts for i in indices], device=device)
             past = (
                 tuple(t.index_select(0, which) for t in prefix.keys),
                 tuple(t.index_select(0, which) for t in prefix.values),
             )
             full_mask = torch.cat([prefix.mask.index_select(0, which), mask], -1)
-            positions = self._positions(mask, prefix.next_position.index_select(0, which))
+            start = prefix.next_position.index_select(0, which)
+            positions = self._positions(mask, start)
+            before = prefix.mask.shape[1]
         outputs = {}
 
         def run(keep):
@@ -140,11 +191,22 @@ class LMDecoder(nn.Module):
             return outputs["logits"]
 
         last = self._mask_vocabulary(self._last_logits(mask, run))
-        start = 0 if prefix is None else prefix.next_position.index_select(0, which)
-        next_position = start + mask.sum(-1)
-        return PromptCache(
-            outputs["keys"], outputs["values"], full_mask, next_position, last, question_rows.to(device), k
-        )
+        missing = width - mask.shape[1]
+
+        def widen(t: torch.Tensor, dim: int) -> torch.Tensor:  # pad the prompt part of the sequence axis
+            if not missing:
+                return t
+            shape = list(t.shape)
+            shape[dim] = missing
+            pad = t.new_zeros(shape)
+            if self.padding_side == "right":
+                return torch.cat([t, pad], dim)
+            head, tail = t.narrow(dim, 0, before), t.narrow(dim, before, t.shape[dim] - before)
+            return torch.cat([head, pad, tail], dim)
+
+        keys = tuple(widen(t, 2) for t in outputs["keys"])
+        values = tuple(widen(t, 2) for t in outputs["values"])
+        return keys, values, widen(full_mask, 1), start + mask.sum(-1), last
 
     # -- the decoder interface ------------------------------------------------------------------------------------
     def _soft_prompt(self, context: torch.Tensor) -> torch.Tensor | None:
@@ -165,10 +227,13 @@ class LMDecoder(nn.Module):
             )
         return memory
 
-    def _answer_logits(self, context: torch.Tensor, tokens: torch.Tensor, memory: PromptCache):
-        """Logits ``[N, T, V]`` at every answer position ``t`` given ``tokens[:, :t]``."""
+    def _answer_logits(
+        self, context: torch.Tensor, tokens: torch.Tensor, memory: PromptCache, first_row: int = 0
+    ):
+        """Logits ``[N, T, V]`` at every answer position ``t`` given ``tokens[:, :t]`` (rows ``first_row`` on of
+        the flattened batch)."""
         memory = self._check_memory(memory)
-        rows = memory.rows(context[:, 0].round().long())
+        rows = memory.rows(context[:, 0].round().long(), first_row)
         soft = self._soft_prompt(context)
         inputs = tokens[:, :-1]
         p = 0 if soft is None else soft.shape[1]
@@ -200,9 +265,13 @@ class LMDecoder(nn.Module):
         self, context: torch.Tensor, tokens: torch.Tensor, memory: PromptCache
     ) -> torch.Tensor:
         """``log p(tokens[:, t] | prompt, tokens[:, :t])`` as ``[N, T]``, in one pass."""
-        logits = self._answer_logits(context, tokens, memory)
-        picked = logits.gather(-1, tokens[..., None]).squeeze(-1)
-        return picked - logits.logsumexp(-1)
+        rows = max(1, LOGITS_BUDGET // max(1, tokens.shape[1] * self.vocab_size))
+        out = []
+        for start in range(0, tokens.shape[0], rows):  # bounded memory: the logits of a few rows at a time
+            part = slice(start, start + rows)
+            logits = self._answer_logits(context[part], tokens[part], memory, first_row=start)
+            out.append(logits.gather(-1, tokens[part, :, None]).squeeze(-1) - logits.logsumexp(-1))
+        return torch.cat(out, 0) if len(out) > 1 else out[0]
 
     def init_state(self, context: torch.Tensor, memory: PromptCache):
         memory = self._check_memory(memory)

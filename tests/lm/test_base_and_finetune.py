@@ -178,5 +178,37 @@ def test_command_line_train_then_score_with_the_base_given_again(lm_dirs, tmp_pa
         == 2
     )
     assert "is not the one this was trained on" in capsys.readouterr().err
+    resume = ["train", "--resume", str(out), "--steps", "3", "--base", str(lm_dirs["llama"])]
+    assert main(resume) == 2 and "is not the base model" in capsys.readouterr().err
     assert main(["train", "--imitator", "lm", "--data", str(data), "--out", str(tmp_path / "x")]) == 2
     assert "give --base DIR" in capsys.readouterr().err
+
+
+def test_adversarial_fine_tuning_of_a_persona_mixture_with_lora(load_tiny):
+    """The adversarial objective runs on an LM imitator unchanged: samples with the KV cache, the score-function
+    gradient through the whole trace, LoRA adapters and mixture weights updated."""
+    from retro.discriminators import NeuralDiscriminator
+    from retro.inference import AmortizedGuide
+    from retro.inference.adversarial import AdversarialObjective
+    from retro.models import PersonaLM
+
+    imitator = PersonaLM(
+        load_tiny("gpt2", torch.float32),
+        personas=["A.\n", "B b.\n"],
+        template="{question} =",
+        max_length=6,
+        finetune="lora",
+    )
+    guide = AmortizedGuide(imitator, hidden_dim=8)
+    before = {k: v.detach().clone() for k, v in imitator.trained_state().items()}
+    discriminator = NeuralDiscriminator(imitator.codec, imitator.max_length, 16)
+    objective = AdversarialObjective(imitator, discriminator, guide, samples_per_question=2)
+    questions, answers = ["hi", "the cat"] * 4, [" hello", " sat"] * 4
+    config = TrainConfig(
+        steps=2, batch_size=4, eval_every=2, eval_particles=4, eval_answers=2, progress=False
+    )
+    report = train(
+        imitator, questions, answers, guide, (questions[:2], answers[:2]), config, objective=objective
+    )
+    assert all(isinstance(v, float) for v in (report.history[-1]["loss"], report.history[-1]["reward"]))
+    assert any(not torch.equal(before[k], v) for k, v in imitator.trained_state().items())
