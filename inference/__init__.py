@@ -17,6 +17,8 @@ from retro.inference.ais import ais
 from retro.inference.marginal import exact_marginal, marginal_importance
 
 # isort: split
+from retro.inference.bdmc import bdmc
+from retro.inference.compare import compare
 from retro.inference.guides import AmortizedGuide
 from retro.inference.psis import khat_threshold, pareto_khat
 from retro.inference.registry import (
@@ -32,6 +34,8 @@ from retro.inference.registry import (
 )
 from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo, Summary, summarize
 from retro.inference.sites import LatentSite, latent_sites
+from retro.inference.train import TrainConfig, train
+from retro.inference.trained import TrainedImitator, load_trained, save_trained
 
 __all__ = [
     "ais",
@@ -42,6 +46,13 @@ __all__ = [
     "LatentSite",
     "Registration",
     "Summary",
+    "TrainConfig",
+    "TrainedImitator",
+    "bdmc",
+    "compare",
+    "load_trained",
+    "save_trained",
+    "train",
     "elbo",
     "estimate",
     "estimator",

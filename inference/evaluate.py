@@ -46,12 +46,17 @@ def evaluate(
     beam: int = 8,
     seed: int | None = None,
     progress: bool = False,
+    target_stderr: float | None = None,
 ) -> dict[str, Any]:
-    """The metrics of ``program`` (with its ``guide``, if any) on held-out pairs (see the module docstring)."""
+    """The metrics of ``program`` (with its ``guide``, if any) on held-out pairs (see the module docstring).
+
+    With ``target_stderr`` each answer gets as many particles, up to ``num_particles``, as a standard error of
+    ``target_stderr`` nats needs (:mod:`retro.inference.adaptive`); ``particles_mean`` then says how many it
+    used on average, ``pilot_particles_mean`` how many the pilots spent."""
     if beam < 1:
         raise RetroError(f"beam must be >= 1, got {beam}")
     method = evaluation_method(program, questions, answers)
-    records = estimate(
+    records, info = estimate(
         method,
         program,
         questions,
@@ -60,7 +65,8 @@ def evaluate(
         num_particles=num_particles,
         seed=seed,
         progress=progress,
-    ).records
+        target_stderr=None if method == "exact" else target_stderr,
+    )
     summary = summarize(records)
     codec = program.codec
     tokens = sum(len(codec.encode(a)) + 1 for a in answers)  # + 1: the EOS
@@ -82,6 +88,18 @@ def evaluate(
         "method": summary.method,
         "particles": num_particles,
         "beam": beam,
+        **_budget(info, target_stderr),
+    }
+
+
+def _budget(info, target_stderr: float | None) -> dict[str, Any]:
+    """What adaptive budgets spent (empty without ``target_stderr`` or when the values were exact)."""
+    if target_stderr is None or "particles" not in info.diagnostics:
+        return {}
+    return {
+        "target_stderr": target_stderr,
+        "particles_mean": float(info.diagnostics["particles"].double().mean()),
+        "pilot_particles_mean": float(info.diagnostics["pilot_particles"].double().mean()),
     }
 
 

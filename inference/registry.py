@@ -36,6 +36,8 @@ import torch
 
 from retro.checks import check_pairs, check_positive_integer
 from retro.errors import RetroError
+from retro.inference.adaptive import adaptive_estimate
+from retro.inference.certify import MAX_GROUPS, check_delta, with_certified_bounds
 from retro.inference.results import Estimate, Kind
 from retro.inference.validation import check_guide
 from retro.inference.weights import DEFAULT_MAX_ROWS
@@ -180,6 +182,9 @@ def estimate(
     answer_ids: Sequence[int] | torch.Tensor | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     progress: bool = False,
+    certify: float | None = None,
+    target_stderr: float | None = None,
+    pilot_particles: int | None = None,
     **options: Any,
 ) -> Estimate:
     """Run the registered estimator ``method`` (``"exact"``, ``"elbo"``, ``"importance[prior]"``, ``"ais"``...).
@@ -191,6 +196,11 @@ def estimate(
         answer_ids: each answer's index in the whole input (default ``0..B-1``), which keys its random stream.
         max_rows: at most this many particle x answer rows are evaluated at once (bounds memory).
         progress: show a progress bar.
+        certify: ``delta``: also give each answer a lower bound on log p that holds with probability at least
+            ``1 - delta`` (``info.certified``, records of kind ``"certified"``; see :mod:`retro.inference.certify`).
+        target_stderr: S: choose each answer's budget, up to ``num_particles``, so that its standard error is
+            about S (pilot draws pick the budget, fresh draws are reported; see :mod:`retro.inference.adaptive`).
+        pilot_particles: the first pilot's budget with ``target_stderr`` (default: the registration's small one).
         options: further options the registration lists (e.g. ``num_steps`` for AIS).
 
     Returns:
@@ -206,18 +216,45 @@ def estimate(
         if given is not None and "[" in method and given != proposal:
             raise RetroError(f"method {method!r} and proposal={given!r} disagree")
         options["proposal"] = given or proposal
-    return registration.function(
-        program,
+    if certify is not None:
+        check_delta(certify)
+    # A defensive mixture allocates its particles deterministically (guide first): only the whole set is unbiased.
+    max_groups = 1 if options.get("proposal") == "mixture" else MAX_GROUPS
+
+    def run(some_questions, some_answers, budget, some_seed, some_ids) -> Estimate:
+        result = registration.function(
+            program,
+            some_questions,
+            some_answers,
+            guide=guide,
+            num_particles=budget,
+            seed=some_seed,
+            answer_ids=some_ids,
+            max_rows=max_rows,
+            progress=progress,
+            **options,
+        )
+        return result if certify is None else with_certified_bounds(result, certify, max_groups)
+
+    budget = registration.default_budget if num_particles is None else num_particles
+    if target_stderr is None:
+        return run(questions, answers, budget, seed, answer_ids)
+    if registration.budget == "none":
+        raise RetroError(f"method {registration.name!r} has no budget to adapt (target_stderr)")
+    seed = draw_seed() if seed is None else seed
+    ids = torch.arange(len(answers)) if answer_ids is None else torch.as_tensor(answer_ids, dtype=torch.int64)
+    start = time.perf_counter()
+    records, info = adaptive_estimate(
+        run,
         questions,
         answers,
-        guide=guide,
-        num_particles=registration.default_budget if num_particles is None else num_particles,
+        target_stderr=target_stderr,
+        max_particles=budget,
+        pilot_particles=min(budget, pilot_particles or registration.small_budget),
         seed=seed,
-        answer_ids=answer_ids,
-        max_rows=max_rows,
-        progress=progress,
-        **options,
+        answer_ids=ids.cpu(),
     )
+    return Estimate(records, dataclasses.replace(info, seconds=time.perf_counter() - start))
 
 
 def draw_seed() -> int:

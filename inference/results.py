@@ -11,7 +11,7 @@ import torch
 
 __all__ = ["AnswerEstimate", "Estimate", "EstimateInfo", "Kind", "Target", "Summary", "summarize"]
 
-Kind = Literal["exact", "lower_bound", "estimate"]
+Kind = Literal["exact", "lower_bound", "estimate", "certified"]
 Target = Literal["canonical", "marginal"]
 
 
@@ -27,7 +27,8 @@ class AnswerEstimate:
         khat: Pareto k-hat of the weights (PSIS); reliable when below :func:`~retro.inference.psis.khat_threshold`.
         num_particles: particles (or quadrature nodes / enumerated values) used.
         method: estimator name, e.g. ``"importance[guide]"``.
-        kind: ``"exact"``, ``"lower_bound"`` (in expectation) or ``"estimate"`` (consistent).
+        kind: ``"exact"``, ``"lower_bound"`` (in expectation), ``"estimate"`` (consistent) or ``"certified"`` (a
+            bound that holds with a stated probability, see :mod:`retro.inference.certify`).
         target: what is scored: ``"canonical"``, the answer's one encoding by the codec (for a tokenizer with
             several tokenizations of a string, a lower bound on the string's probability), or ``"marginal"``,
             the string's probability summed over all its tokenizations (:mod:`retro.inference.marginal`).
@@ -67,6 +68,8 @@ class EstimateInfo:
         log_weights: ``Tensor[K, B]`` (float64, CPU) of log weights where weights were drawn, else ``None``.
         diagnostics: estimator-specific values, e.g. AIS's ``acceptance[B]``, ``step_sizes[T - 1, B]`` and
             ``num_steps``.
+        certified: with ``estimate(..., certify=delta)``, one record of kind ``"certified"`` per answer: a lower
+            bound on log p that holds with probability at least ``1 - delta`` (:mod:`retro.inference.certify`).
     """
 
     method: str
@@ -75,6 +78,7 @@ class EstimateInfo:
     seconds: float = float("nan")
     log_weights: torch.Tensor | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    certified: list[AnswerEstimate] | None = None
 
 
 class Estimate(NamedTuple):

@@ -7,11 +7,35 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy import stats
 
 from retro.inference.psis import pareto_khat
 from retro.inference.results import AnswerEstimate, Kind
 
-__all__ = ["records_from_log_weights"]
+__all__ = ["records_from_log_weights", "small_sample_factor", "unseen_mass_floor"]
+
+_Z95 = 1.959963984540054  # the standard Normal's 97.5% quantile
+
+
+def small_sample_factor(num_draws):
+    """``t_{K-1}(0.975) / z(0.975)``: how much wider the Student-t 95% interval with ``K - 1`` degrees of freedom
+    is than the Normal one (1.15 at K = 10, 1.01 at K = 100; ``K`` may be fractional, or an array); ``nan`` below
+    two draws."""
+    num_draws = np.asarray(num_draws, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        factor = np.where(num_draws >= 2, stats.t.ppf(0.975, np.maximum(num_draws, 2) - 1) / _Z95, np.nan)
+    return float(factor) if factor.ndim == 0 else factor
+
+
+def unseen_mass_floor(num_draws: int) -> float:
+    """Standard error of a log-mean-weight estimate from ``K`` equal weights: ``log(20) / (1.96 K)``.
+
+    K draws miss a share of the proposal up to ``m = 1 - 0.05^(1/K)`` with probability 5% (the "rule of three").
+    Were the weights there zero, the estimate would be ``-log(1 - m) = log(20) / K`` nats too high, so the zero
+    spread of K equal weights (a discrete latent whose K draws all took one value) does not support a zero error
+    bar; this one covers that case (0.15 nats at K = 10, 0.0015 at K = 1000).
+    """
+    return math.log(20.0) / (_Z95 * num_draws)
 
 
 def records_from_log_weights(
@@ -25,7 +49,13 @@ def records_from_log_weights(
 
     ``kind="estimate"``: log of the mean weight, delta-method standard error sd(w) / (sqrt(K) mean(w)).
     ``kind="lower_bound"``: mean log weight (the ELBO), standard error sd(log w) / sqrt(K).
-    Both carry the ESS and Pareto k-hat of the weights.
+    Both standard errors are scaled by :func:`small_sample_factor` so that estimate +- 1.96 stderr is a
+    Student-t interval (the standard deviation is itself estimated from the draws): with K - 1 degrees of freedom
+    for a lower bound, and ESS - 1 for an estimate, whose spread rests on the few largest weights when they are
+    uneven (one dominant weight among K = 10: ESS near 1, factor up to 6.5).
+    An estimate from K equal weights gets :func:`unseen_mass_floor` instead of 0 (its draws do not show that the
+    weights are all equal).
+    Both carry the ESS (``(sum w)^2 / sum w^2``) and Pareto k-hat of the weights.
     """
     with np.errstate(all="ignore"):  # -inf weights (impossible particles) are legitimate
         return _records(log_w.detach().to(torch.float64).cpu().numpy().T, questions, answers, method, kind)
@@ -48,6 +78,13 @@ def _records(lw: np.ndarray, questions, answers, method: str, kind: Kind) -> lis
         stderr = w.std(axis=1, ddof=ddof) / math.sqrt(num_particles) / mean_w
     if num_particles == 1:
         stderr = np.full_like(stderr, np.nan)
+    elif kind == "lower_bound":
+        stderr = stderr * small_sample_factor(num_particles)
+    else:
+        # The spread of uneven weights rests on fewer draws than K: Kish's ESS counts them.
+        stderr = stderr * small_sample_factor(np.clip(ess, 2.0, num_particles))
+        if kind == "estimate":  # K equal weights: the draws do not show that the weights are all equal
+            stderr = np.where(stderr > 0, stderr, unseen_mass_floor(num_particles))
     estimate = np.where(possible, estimate, -np.inf)
     stderr = np.where(possible, stderr, np.nan)
     khat = pareto_khat(lw)

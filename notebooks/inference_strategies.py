@@ -394,7 +394,7 @@ plot_per_answer(imitator_estimates, imitator_exact, "trained imitator")
 programs = (("typist", typist, questions), ("trained imitator", imitator, heldout_questions))
 fig, axes = plt.subplots(1, len(programs), figsize=(13, 4))
 for ax, (name, program, program_questions) in zip(axes, programs):
-    sandwiches = bdmc.bdmc(
+    sandwiches = bdmc(
         program,
         list(program_questions[:BDMC_ANSWERS]),
         num_steps=BDMC_STEPS,

@@ -17,6 +17,7 @@ import importlib
 from collections.abc import Callable, Sequence
 
 from retro.errors import RetroError
+from retro.sudoku import is_solution
 
 __all__ = ["Verifier", "VERIFIERS", "verifier_from_spec"]
 
@@ -66,13 +67,7 @@ def _arithmetic(question: str, answer: str) -> bool:
     return answer in (str(value), f"{question}={value}")
 
 
-def _sudoku(question: str, answer: str) -> bool:
-    from retro.experiments.sudoku_grids import is_solution
-
-    return is_solution(question, answer)
-
-
-VERIFIERS: dict[str, Callable[[str, str], bool]] = {"arithmetic": _arithmetic, "sudoku": _sudoku}
+VERIFIERS: dict[str, Callable[[str, str], bool]] = {"arithmetic": _arithmetic, "sudoku": is_solution}
 
 
 def verifier_from_spec(spec: str) -> Verifier:

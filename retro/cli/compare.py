@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -56,6 +57,12 @@ def _budgets(text: str) -> list[int]:
         raise RetroError(f"--budgets must be comma-separated integers, got {text!r}") from None
 
 
+def point_label(row) -> str:
+    """A plotted row's label: its budget, how many answers have k-hat over the threshold, and the smallest ESS."""
+    ess = "-" if row.ess_min is None or math.isnan(row.ess_min) else f"{row.ess_min:.3g}"
+    return f"{row.budget} (k>{row.khat_over_threshold}/{row.num_answers}, ESS {ess})"
+
+
 def plot_comparison(path: str, rows) -> None:
     import matplotlib
 
@@ -70,13 +77,16 @@ def plot_comparison(path: str, rows) -> None:
         y = [max(r.mean_abs_error, 1e-6) if with_exact else r.log_prob_mean for r in mine]
         ax.plot(x, y, "o-", label=method)
         for r, xi, yi in zip(mine, x, y):
-            ax.annotate(str(r.budget), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
+            ax.annotate(point_label(r), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
     ax.set_xscale("log")
     if with_exact:
         ax.set_yscale("log")
     ax.set_xlabel("seconds per answer")
     ax.set_ylabel("mean |estimate - exact log p| (nats)" if with_exact else "mean estimated log p (nats)")
-    ax.set_title("Estimator error against compute (labels: budget)")
+    ax.set_title(
+        "Estimator error against compute\n(labels: budget (answers over the k-hat threshold, smallest ESS))",
+        fontsize="medium",
+    )
     ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

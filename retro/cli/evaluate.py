@@ -31,6 +31,14 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
     p.add_argument("--n", type=int, default=None, help="evaluate the first N pairs (or draw N from a human)")
     p.add_argument("--particles", type=int, default=500, help="importance particles per answer (default 500)")
+    p.add_argument(
+        "--target-stderr",
+        type=float,
+        default=None,
+        metavar="S",
+        help="adaptive budgets: per answer, as many particles (at most --particles) as a standard error of S "
+        "nats needs",
+    )
     p.add_argument("--beam", type=int, default=8, help="beam size of the 1-best decoding (default 8)")
     p.add_argument("--format", choices=("json", "table"), default="json")
     p.add_argument("--device", default="cpu")
@@ -58,6 +66,7 @@ def run(args) -> int:
         beam=args.beam,
         seed=args.seed,
         progress=sys.stderr.isatty(),
+        target_stderr=args.target_stderr,
     )
     result = json_ready({"model": args.model, "data": args.data, **result})
     if args.format == "json":

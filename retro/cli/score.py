@@ -40,6 +40,22 @@ def register(subparsers) -> None:
     )
     p.add_argument("--particles", type=int, default=None, help=f"budget per answer ({budgets})")
     p.add_argument("--steps", type=int, default=None, help="ais: annealing steps (default 48)")
+    p.add_argument(
+        "--target-stderr",
+        type=float,
+        default=None,
+        metavar="S",
+        help="adaptive budgets: per answer, as many particles as a standard error of S nats needs (pilot draws "
+        "choose, fresh draws are reported); --particles is then the maximum",
+    )
+    p.add_argument(
+        "--certify",
+        type=float,
+        default=None,
+        metavar="DELTA",
+        help="also write, per answer, a lower bound on log p that holds with probability >= 1 - DELTA "
+        "(records of kind 'certified')",
+    )
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument(
         "--out",
@@ -68,6 +84,8 @@ def score_records(
     max_rows: int | None = None,
     steps: int | None = None,
     seed: int = 0,
+    certify: float | None = None,
+    target_stderr: float | None = None,
 ):
     """Run the registered estimator ``method`` over ``pairs`` (each answer keyed by its index in the input);
     returns its :class:`~retro.inference.results.Estimate`."""
@@ -89,6 +107,8 @@ def score_records(
         answer_ids=range(len(pairs.answers)),
         max_rows=max_rows or DEFAULT_MAX_ROWS,
         progress=progress,
+        certify=certify,
+        target_stderr=target_stderr,
         **options,
     )
 
@@ -108,6 +128,8 @@ def run(args) -> int:
         args.max_rows,
         args.steps,
         args.seed,
+        args.certify,
+        args.target_stderr,
     )
     if netcdf:
         if info.log_weights is None:
@@ -118,16 +140,26 @@ def run(args) -> int:
         from retro.inference.psis import to_inference_data
 
         to_inference_data(info.log_weights, records).to_netcdf(args.out)
-    elif args.out:
+    rows = [r.to_dict() for r in records + (info.certified or [])]
+    if args.out and not netcdf:
         with open(args.out, "w", encoding="utf-8", newline="") as f:
-            write_records([r.to_dict() for r in records], args.format, f)
-    else:
-        write_records([r.to_dict() for r in records], args.format)
+            write_records(rows, args.format, f)
+    elif not netcdf:
+        write_records(rows, args.format)
     summary = summarize(records)
     line = (
         f"{summary.method}: mean log p {summary.log_prob_mean:.4f} +- {summary.stderr:.4f} nats per answer "
         f"over {summary.num_answers} answers (mean k-hat {summary.khat_mean:.3f})"
     )
+    if info.certified:
+        bound = sum(r.log_prob for r in info.certified) / len(info.certified)
+        line += (
+            f"; mean certified lower bound {bound:.4f} (each holds with probability >= {1 - args.certify:g})"
+        )
+    if args.target_stderr is not None and "particles" in info.diagnostics:
+        used = info.diagnostics["particles"].double()
+        pilot = info.diagnostics["pilot_particles"].double()
+        line += f"; particles per answer {used.mean():.1f} (+ {pilot.mean():.1f} in pilots)"
     # A table on the terminal ends with its summary; machine-readable output stays pure.
     print(line, file=sys.stdout if args.format == "table" and not args.out else sys.stderr)
     return 0

@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass
 
 from retro.errors import RetroError
+from retro.sudoku import BOX_SIDE, GEOMETRY, UNITS, grid_size, is_solution, quote_puzzle
 
 __all__ = [
     "ApproxCount",
@@ -36,9 +37,6 @@ __all__ = [
     "sudoku_cnf",
 ]
 
-_BOX = {4: 2, 9: 3}
-_SIZE_OF_LENGTH = {16: 4, 81: 9}
-
 #: Default ``(min_solutions, max_solutions)`` of :func:`make_puzzles` per grid size. The 9x9 range is the
 #: "few givens" variant: hundreds to a few thousand solutions, still cheap to count exactly.
 DEFAULT_SOLUTION_RANGE: dict[int, tuple[int, int]] = {4: (2, 12), 9: (200, 5000)}
@@ -47,76 +45,6 @@ DEFAULT_SOLUTION_RANGE: dict[int, tuple[int, int]] = {4: (2, 12), 9: (200, 5000)
 EXACT_LIMIT = 100_000
 
 _POPCOUNT = [bin(m).count("1") for m in range(1 << 9)]
-
-
-def _short(text: str) -> str:
-    return repr(text) if len(text) <= 90 else repr(text[:87] + "...")
-
-
-def grid_size(puzzle: str) -> int:
-    """The side ``n`` (4 or 9) of ``puzzle``, checked: length ``n*n``, only ``'1'..'n'`` and ``'.'``."""
-    if not isinstance(puzzle, str):
-        raise RetroError(f"sudoku puzzle must be a string, got {type(puzzle).__name__}")
-    n = _SIZE_OF_LENGTH.get(len(puzzle))
-    if n is None:
-        raise RetroError(
-            f"sudoku puzzle {_short(puzzle)} has length {len(puzzle)}; expected 16 (4x4) or 81 (9x9)"
-        )
-    allowed = set("." + "".join(str(d) for d in range(1, n + 1)))
-    bad = sorted(set(puzzle) - allowed)
-    if bad:
-        raise RetroError(
-            f"sudoku puzzle {_short(puzzle)} contains {''.join(bad)!r}; a {n}x{n} puzzle uses '1'..'{n}' and '.'"
-        )
-    return n
-
-
-class _Geometry:
-    """Per-size lookup tables: the row, column and box of each cell."""
-
-    def __init__(self, n: int):
-        b = _BOX[n]
-        self.n = n
-        self.full = (1 << n) - 1
-        self.row = [i // n for i in range(n * n)]
-        self.col = [i % n for i in range(n * n)]
-        self.box = [(i // n) // b * b + (i % n) // b for i in range(n * n)]
-        self.digit_of_bit = {1 << d: str(d + 1) for d in range(n)}
-
-
-_GEOMETRY = {n: _Geometry(n) for n in _BOX}
-
-
-def _make_units(n: int) -> list[list[int]]:
-    """The 3n units (rows, columns, boxes) as lists of cell indices."""
-    g = _GEOMETRY[n]
-    units: list[list[int]] = [[] for _ in range(3 * n)]
-    for i in range(n * n):
-        units[g.row[i]].append(i)
-        units[n + g.col[i]].append(i)
-        units[2 * n + g.box[i]].append(i)
-    return units
-
-
-_UNITS = {n: _make_units(n) for n in _BOX}
-
-
-def is_solution(puzzle: str, answer: object) -> bool:
-    """Whether ``answer`` is a valid complete grid that agrees with every given of ``puzzle``.
-
-    A verifier for model samples: any ``answer`` (wrong length, letters, empty, not a string) gives ``False``;
-    only a malformed ``puzzle`` raises :class:`RetroError`.
-    """
-    n = grid_size(puzzle)
-    if not isinstance(answer, str) or len(answer) != n * n:
-        return False
-    digits = "".join(str(d) for d in range(1, n + 1))
-    if any(ch not in digits for ch in answer):
-        return False
-    if any(p != "." and p != a for p, a in zip(puzzle, answer)):
-        return False
-    want = set(digits)
-    return all({answer[i] for i in unit} == want for unit in _UNITS[n])
 
 
 def _search(puzzle: str, limit: int | None, collect: bool, rng: random.Random | None = None):
@@ -128,7 +56,7 @@ def _search(puzzle: str, limit: int | None, collect: bool, rng: random.Random | 
     n = grid_size(puzzle)
     if limit is not None and (not isinstance(limit, int) or limit < 0):
         raise RetroError(f"solution limit must be a non-negative integer or None, got {limit!r}")
-    g = _GEOMETRY[n]
+    g = GEOMETRY[n]
     R, C, B, full, pop = g.row, g.col, g.box, g.full, _POPCOUNT
     rows, cols, boxes = [0] * n, [0] * n, [0] * n
     cells = list(puzzle)
@@ -248,7 +176,7 @@ def random_solution(puzzle: str, rng: random.Random) -> str:
     """A solution of ``puzzle`` drawn uniformly among all its solutions (enumerates them all)."""
     found = solutions(puzzle)
     if not found:
-        raise RetroError(f"sudoku puzzle {_short(puzzle)} has no solution")
+        raise RetroError(f"sudoku puzzle {quote_puzzle(puzzle)} has no solution")
     return found[rng.randrange(len(found))]
 
 
@@ -273,7 +201,7 @@ def make_puzzles(
     that cannot reach ``min_solutions`` are discarded. The defaults are :data:`DEFAULT_SOLUTION_RANGE` (4x4: 2..12; 9x9: 200..5000,
     few givens). Deterministic given ``rng``; the same puzzle may occur twice.
     """
-    if size not in _BOX:
+    if size not in BOX_SIDE:
         raise RetroError(f"sudoku size must be 4 or 9, got {size!r}")
     if not isinstance(n, int) or n < 0:
         raise RetroError(f"number of sudoku puzzles must be a non-negative integer, got {n!r}")
@@ -338,7 +266,7 @@ def sudoku_cnf(puzzle: str) -> tuple[list[list[int]], list[int]]:
     for r in range(n):
         for c in range(n):
             exactly_one([_var(n, r, c, d) for d in range(n)])
-    for unit in _UNITS[n]:
+    for unit in UNITS[n]:
         for d in range(n):
             exactly_one([_var(n, i // n, i % n, d) for i in unit])
     for i, ch in enumerate(puzzle):
@@ -417,7 +345,7 @@ def approx_count(puzzle: str, epsilon: float = 0.8, delta: float = 0.2, seed: in
     counter.add_clauses(clauses)
     cells, hashes = counter.count(sampling_set)
     if cells <= 0:
-        raise RetroError(f"sudoku puzzle {_short(puzzle)} has no solution (ApproxMC count 0)")
+        raise RetroError(f"sudoku puzzle {quote_puzzle(puzzle)} has no solution (ApproxMC count 0)")
     return ApproxCount(
         count=int(cells) << int(hashes), epsilon=float(epsilon), delta=float(delta), hashes=int(hashes)
     )
@@ -437,7 +365,7 @@ def log_prob_bounds(
     """
     count = count_solutions(puzzle, limit=exact_limit)
     if count == 0:
-        raise RetroError(f"sudoku puzzle {_short(puzzle)} has no solution; log p is undefined")
+        raise RetroError(f"sudoku puzzle {quote_puzzle(puzzle)} has no solution; log p is undefined")
     if count < exact_limit:
         value = -math.log(count)
         return value, value

@@ -48,3 +48,33 @@ def test_inference_data_export_round_trips_the_weights():
     assert torch.equal(stored, log_weights.double())
     assert list(idata.constant_data.answer.values) == answers
     assert np.allclose(idata.constant_data.log_prob.values, [r.log_prob for r in records])
+
+
+def test_vectorized_khat_equals_arviz_psislw():
+    # The batch fit must give ArviZ's numbers (the reference) for light and heavy tails, zero weights, ties at
+    # the tail cutoff (fitted one row at a time) and weights spanning more than exp(708) (cutoff raised).
+    from retro.inference.psis import arviz_pareto_khat
+
+    rng = np.random.default_rng(2)
+    for draws in (25, 64, 1000):
+        log_w = np.concatenate(
+            [
+                rng.normal(size=(6, draws)) * np.array([0.1, 1, 3, 10, 40, 600])[:, None],
+                np.log(rng.pareto(1.0 / 0.8, size=(3, draws)) + 1.0),
+                np.round(rng.normal(size=(2, draws))),  # ties
+            ]
+        )
+        log_w[0, :5] = -np.inf
+        ours, reference = pareto_khat(log_w), arviz_pareto_khat(log_w)
+        assert np.array_equal(np.isnan(ours), np.isnan(reference))
+        both = ~np.isnan(ours)
+        assert np.allclose(ours[both], reference[both], rtol=0, atol=1e-6), (draws, ours, reference)
+
+
+def test_khat_is_nan_where_it_cannot_be_fitted():
+    log_w = np.zeros((3, 64))
+    log_w[1, :] = -np.inf  # an impossible answer
+    log_w[2, :3] = 1.0
+    khat = pareto_khat(log_w)
+    assert np.isnan(khat[:2]).all() and not np.isnan(khat[2])
+    assert np.isnan(pareto_khat(np.random.default_rng(0).normal(size=(2, 24)))).all()  # < 25 draws
