@@ -38,8 +38,8 @@ from tqdm import tqdm
 
 from retro.distributions import StringDistribution
 from retro.errors import RetroError
-from retro.inference.exact import exact_log_prob_in_chunks
-from retro.inference.importance import PROPOSALS, guide_fraction_of
+from retro.inference.exact import exact, exact_log_prob_in_chunks
+from retro.inference.importance import PROPOSALS, guide_fraction_of, importance
 from retro.inference.registry import Registration, estimator, register
 from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
 from retro.inference.sites import base_distribution, latent_sites
@@ -47,7 +47,7 @@ from retro.inference.streams import KeyedSampling, keyed_uniforms, site_key
 from retro.inference.weighted import records_from_log_weights
 from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
 from retro.program import ANSWER_SITE, StringProgram
-from retro.text import StringBatch
+from retro.text import AlphabetCodec, ByteCodec, StringBatch, SymbolCodec
 from retro.tokenizations import TokenLattice, answer_bytes, sample_tokenizations
 
 __all__ = [
@@ -63,6 +63,21 @@ __all__ = [
 MAX_TOKENIZATIONS = 100_000  # per answer, for exact enumeration
 EXACT_NAME, SAMPLED_NAME = "exact-marginal", "marginal"
 DEFAULT_PARTICLES = 1000
+
+
+def _spells_uniquely(codec) -> bool:
+    """The built-in fixed codecs spell each string with exactly one token sequence: there the marginal is the
+    canonical value, computed by the canonical estimators."""
+    return not hasattr(codec, "token_bytes") and isinstance(codec, (ByteCodec, AlphabetCodec, SymbolCodec))
+
+
+def _as_marginal(result: Estimate, method: str) -> Estimate:
+    records = [
+        replace(r, target="marginal", method=method if r.kind != "exact" else r.method)
+        for r in result.records
+    ]
+    info = replace(result.info, method=method if result.info.method != "exact" else result.info.method)
+    return Estimate(records, info)
 
 
 def _lattice(program: StringProgram) -> TokenLattice:
@@ -91,7 +106,12 @@ def exact_marginal(
     """Exact log p(string) per answer: every tokenization with at most ``max_length`` tokens, scored in batched
     passes of at most ``max_rows`` rows, latents summed out exactly; a record's ``num_particles`` is the number of
     tokenizations. ``guide``, ``num_particles``, ``seed``, ``answer_ids`` and ``progress`` are accepted for the
-    common calling convention and not used (nothing is drawn)."""
+    common calling convention and not used (nothing is drawn). With a built-in fixed codec (bytes, alphabet,
+    symbols: one spelling per string) it is :func:`retro.inference.exact`."""
+    if _spells_uniquely(program.codec):
+        result = exact(program, questions, answers, max_rows=max_rows, seed=seed, answer_ids=answer_ids)
+        records = [replace(r, target="marginal", method=EXACT_NAME) for r in result.records]
+        return Estimate(records, replace(result.info, method=EXACT_NAME))
     lattice = _lattice(program)
     sites = latent_sites(program, questions[:1], answers[:1])
     rows, owner = [], []
@@ -292,6 +312,7 @@ def marginal_importance(
             ``max_rows`` particle x answer rows.
         proposal: for the program's latents: ``"guide"``, ``"prior"`` or ``"mixture"``; default: the guide when
             one is given, else the prior (also for programs without latents: only the tokenization is drawn).
+            With a built-in fixed codec (one spelling per string) this is :func:`retro.inference.importance`.
         seed, answer_ids, max_rows, progress: see :func:`retro.inference.registry.estimate`.
 
     Returns:
@@ -300,6 +321,21 @@ def marginal_importance(
     proposal = proposal or ("guide" if guide is not None else "prior")
     fraction = guide_fraction_of(proposal, mixture_weight)
     method = f"{SAMPLED_NAME}[{proposal}]"
+    if _spells_uniquely(program.codec):  # one spelling per string: importance sampling over the latents alone
+        result = importance(
+            program,
+            questions,
+            answers,
+            guide=guide,
+            num_particles=num_particles,
+            seed=seed,
+            answer_ids=answer_ids,
+            max_rows=max_rows,
+            progress=progress,
+            proposal=proposal,
+            mixture_weight=mixture_weight,
+        )
+        return _as_marginal(result, method)
     if fraction > 0 and guide is None:
         raise RetroError(f"{method} needs a trained guide; this model has none (use the prior proposal)")
     q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
