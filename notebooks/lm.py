@@ -108,7 +108,12 @@ for c, m, s in list(zip(scores, marginal, sampled))[:5]:
     )
 print(f"mean gap marginal - canonical: {sum(gaps) / len(gaps):.3f} nats per answer")
 assert all(m.log_prob >= c.log_prob - 1e-6 for m, c in zip(marginal, scores))
-assert all(abs(s.log_prob - m.log_prob) <= 4 * s.stderr + 1e-6 for s, m in zip(sampled, marginal))
+# the canonical term is exact, so the sampled estimate never falls below it (float32: 1e-4); it misses only what
+# its draws miss
+assert all(
+    c.log_prob - 1e-4 <= s.log_prob <= m.log_prob + 4 * s.stderr + 1e-4
+    for c, s, m in zip(scores, sampled, marginal)
+)
 
 # %% [markdown]
 # A trained model puts nearly all of a string's mass on its canonical tokenization, so the gap shrinks with
