@@ -1,6 +1,7 @@
 """Inference over imitator programs: guides, per-answer estimators (one registry) and training objectives."""
 
-# Importing the estimator modules registers them (exact, elbo, importance, ais, in this order).
+# Importing the estimator modules registers them (exact, elbo, importance, ais, then the marginal over
+# tokenizations: exact-marginal and marginal, in this order).
 from retro.inference.exact import exact
 
 # isort: split
@@ -11,6 +12,9 @@ from retro.inference.importance import importance
 
 # isort: split
 from retro.inference.ais import ais
+
+# isort: split
+from retro.inference.marginal import exact_marginal, marginal_importance
 
 # isort: split
 from retro.inference.bdmc import bdmc
@@ -53,10 +57,12 @@ __all__ = [
     "estimate",
     "estimator",
     "exact",
+    "exact_marginal",
     "get_registration",
     "importance",
     "khat_threshold",
     "latent_sites",
+    "marginal_importance",
     "method_names",
     "pareto_khat",
     "register",

@@ -9,9 +9,10 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-__all__ = ["AnswerEstimate", "Estimate", "EstimateInfo", "Kind", "Summary", "summarize"]
+__all__ = ["AnswerEstimate", "Estimate", "EstimateInfo", "Kind", "Target", "Summary", "summarize"]
 
 Kind = Literal["exact", "lower_bound", "estimate", "certified"]
+Target = Literal["canonical", "marginal"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class AnswerEstimate:
         method: estimator name, e.g. ``"importance[guide]"``.
         kind: ``"exact"``, ``"lower_bound"`` (in expectation), ``"estimate"`` (consistent) or ``"certified"`` (a
             bound that holds with a stated probability, see :mod:`retro.inference.certify`).
+        target: what is scored: ``"canonical"``, the answer's one encoding by the codec (for a tokenizer with
+            several tokenizations of a string, a lower bound on the string's probability), or ``"marginal"``,
+            the string's probability summed over all its tokenizations (:mod:`retro.inference.marginal`).
     """
 
     question: str
@@ -41,6 +45,7 @@ class AnswerEstimate:
     num_particles: int
     method: str
     kind: Kind
+    target: Target = "canonical"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: non-finite numbers other than -inf log_prob become ``None``."""

@@ -186,6 +186,10 @@ def codec_from_config(config: dict[str, Any]) -> Codec:
         return AlphabetCodec(config["alphabet"])
     if kind == "symbols":
         return SymbolCodec(config["symbols"], config.get("separator", " "))
+    if kind == "pieces":
+        from retro.pieces import PieceCodec  # a module of its own that builds on this one
+
+        return PieceCodec(config["pieces"])
     raise CodecError(f"unknown codec type {kind!r} in config {config}")
 
 

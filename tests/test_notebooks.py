@@ -23,6 +23,8 @@ nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("ipykernel")
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.py"))
+NEEDS = {"lm": ("transformers", "needs the [lm] extra: pip install 'retro-imitators[lm]'")}
+"""Notebooks that need an optional extra: skipped with the reason when it is missing."""
 KERNEL = "python3"  # shadows any other "python3" kernelspec: JUPYTER_PATH is searched first
 
 
@@ -45,6 +47,8 @@ def kernel_name(tmp_path, monkeypatch) -> str:
     "path", [pytest.param(p, id=p.stem, marks=NOTEBOOK_NEEDS.get(p.stem, ())) for p in NOTEBOOKS]
 )
 def test_notebook_runs(path: Path, kernel_name: str, tmp_path: Path, monkeypatch) -> None:
+    if path.stem in NEEDS:
+        pytest.importorskip(NEEDS[path.stem][0], reason=NEEDS[path.stem][1])
     monkeypatch.setenv("RETRO_SMOKE", "1")  # the kernel inherits this process's environment
     # One thread: two OpenMP threads on a 2-core machine that is doing anything else slow torch down by 10-50x.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -63,6 +67,6 @@ def test_notebook_runs(path: Path, kernel_name: str, tmp_path: Path, monkeypatch
 
 def test_the_documented_notebooks_are_all_collected():
     """The glob above runs every notebook; this names the ones the README and issues promise."""
-    assert {"quickstart", "inference_strategies", "adversarial", "experiments", "g2p"} <= {
+    assert {"quickstart", "inference_strategies", "adversarial", "experiments", "g2p", "lm"} <= {
         p.stem for p in NOTEBOOKS
     }
