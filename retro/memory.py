@@ -1,0 +1,62 @@
+"""Sizes checked before allocation: what a configuration value or a flag would allocate is estimated first and
+compared with a memory limit the user can raise, so a two-number edit of a file cannot ask for terabytes.
+
+The limit is the environment variable ``RETRO_MEMORY_LIMIT`` (bytes, or with a suffix: ``64G``, ``1.5T``), else the
+machine's physical memory: a real model that fits the machine always passes.
+
+Example:
+    >>> check_allocation(8 * 10**6, "a test tensor")  # 8 MB: fine
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from retro.errors import RetroError
+
+__all__ = ["MemoryLimitError", "memory_limit", "check_allocation", "format_bytes", "MEMORY_LIMIT_VARIABLE"]
+
+MEMORY_LIMIT_VARIABLE = "RETRO_MEMORY_LIMIT"
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
+
+
+class MemoryLimitError(RetroError):
+    """A setting would allocate more than the memory limit."""
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in the largest binary unit that keeps it >= 1 (``'256.0 TiB'``)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not every platform says
+        return 2**40
+
+
+def memory_limit() -> int:
+    """The memory limit in bytes: ``RETRO_MEMORY_LIMIT`` if set, else the physical memory."""
+    text = os.environ.get(MEMORY_LIMIT_VARIABLE, "").strip()
+    if not text:
+        return _physical_memory()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?", text, flags=re.IGNORECASE)
+    if not match:
+        raise RetroError(f"{MEMORY_LIMIT_VARIABLE}={text!r} is not a size (e.g. 64G, 1.5T, 1000000000)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+def check_allocation(nbytes: float, what: str) -> None:
+    """Raise :class:`MemoryLimitError` if ``what`` would allocate more than :func:`memory_limit` bytes."""
+    limit = memory_limit()
+    if nbytes > limit:
+        raise MemoryLimitError(
+            f"{what} would allocate {format_bytes(nbytes)}, above the memory limit of {format_bytes(limit)} "
+            f"(set {MEMORY_LIMIT_VARIABLE} to raise it)"
+        )
