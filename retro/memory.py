@@ -10,12 +10,25 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections.abc import Callable
+
+import torch
+from torch.overrides import TorchFunctionMode
 
 from retro.errors import RetroError
 
-__all__ = ["MemoryLimitError", "memory_limit", "check_allocation", "format_bytes", "MEMORY_LIMIT_VARIABLE"]
+__all__ = [
+    "MemoryLimitError",
+    "memory_limit",
+    "check_allocation",
+    "module_bytes",
+    "checked_build",
+    "format_bytes",
+    "MEMORY_LIMIT_VARIABLE",
+]
 
 MEMORY_LIMIT_VARIABLE = "RETRO_MEMORY_LIMIT"
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
@@ -27,6 +40,8 @@ class MemoryLimitError(RetroError):
 
 def format_bytes(n: float) -> str:
     """``n`` bytes in the largest binary unit that keeps it >= 1 (``'256.0 TiB'``)."""
+    if math.isinf(n):
+        return "more bytes than can be counted"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(n) < 1024 or unit == "PiB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
@@ -60,3 +75,39 @@ def check_allocation(nbytes: float, what: str) -> None:
             f"{what} would allocate {format_bytes(nbytes)}, above the memory limit of {format_bytes(limit)} "
             f"(set {MEMORY_LIMIT_VARIABLE} to raise it)"
         )
+
+
+class _SkipInitialization(TorchFunctionMode):
+    """Make in-place (initialization) calls on meta tensors no-ops: on meta they compute nothing anyway, and some
+    (``normal_``) would import torch's compiler, seconds of start-up, to do so."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name.endswith("_") and not name.endswith("__"):
+            first = args[0] if args else next(iter(kwargs.values()), None)
+            if isinstance(first, torch.Tensor) and first.is_meta:
+                return first
+        return func(*args, **kwargs)
+
+
+def module_bytes(build: Callable[[], torch.nn.Module]) -> int:
+    """Bytes of the parameters and buffers of ``build()``, found by building it on the meta device (no memory).
+
+    A size too large even to describe (a shape whose byte count overflows) counts as infinitely large.
+    """
+    try:
+        with torch.device("meta"), _SkipInitialization():
+            module = build()
+    except RuntimeError as e:
+        if "overflow" in str(e).lower():
+            return math.inf
+        raise
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def checked_build(build: Callable[[], torch.nn.Module], what: str) -> torch.nn.Module:
+    """``build()``, after checking on the meta device that its parameters fit under :func:`memory_limit`."""
+    check_allocation(module_bytes(build), what)
+    return build()
