@@ -32,6 +32,7 @@ __all__ = [
     "write_checkpoint",
     "read_checkpoint",
     "read_config",
+    "remove_checkpoint",
     "weights_path",
     "CheckpointError",
     "WEIGHTS_FILE",
@@ -159,3 +160,23 @@ def weights_path(directory: str | os.PathLike) -> Path:
         return member_path(directory, name, f"checkpoint {str(directory)!r}: weights file")
     except UnsafePathError as e:
         raise CheckpointError(str(e)) from None
+
+
+def remove_checkpoint(directory: str | os.PathLike) -> None:
+    """Delete a checkpoint written by :func:`write_checkpoint`: its ``config.json``, the weights file it names and
+    this module's own leftovers; the directory too if nothing else is in it. Other files are left alone."""
+    directory = Path(directory)
+    refuse_symlink(directory / CONFIG_FILE, "checkpoint file")
+    previous = _previous_weights(directory)
+    doomed = [directory / previous] if previous is not None else []
+    doomed += [
+        p for p in directory.iterdir() if LEFTOVER_NAME.fullmatch(p.name) or WEIGHTS_NAME.fullmatch(p.name)
+    ]
+    # config.json first: a process killed in between leaves stray weights, never a checkpoint missing its weights.
+    (directory / CONFIG_FILE).unlink(missing_ok=True)
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    try:
+        directory.rmdir()
+    except OSError:  # something else is in it
+        pass

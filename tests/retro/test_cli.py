@@ -42,7 +42,7 @@ def test_train_writes_checkpoint_and_history(trained_dir):
 
 def test_train_refuses_to_overwrite(trained_dir, capsys):
     code, _, err = run(capsys, f"train --imitator latent --data human:arithmetic --out {trained_dir}")
-    assert code == 2 and "already holds a checkpoint" in err and err.count("\n") == 1
+    assert code == 2 and "already holds config.json" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("proposal", ["guide", "prior", "mixture"])
