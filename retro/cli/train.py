@@ -7,6 +7,8 @@ import math
 import sys
 from pathlib import Path
 
+import torch
+
 from retro.cli.common import MAX_SEED, add_seed, load_data, seed_everything
 from retro.data import data_file, split_pairs
 from retro.datasets import codecs_for
@@ -437,6 +439,13 @@ def _run(args) -> int:
     def checkpoint(train_state) -> None:
         save_train_state(out / STATE_DIR, train_state, {"settings": settings})
 
+    if state is not None:
+        from retro.inference.train_state import check_resumable
+
+        modules = {"imitator": imitator, "guide": guide}
+        if isinstance(objective, torch.nn.Module):
+            modules["objective"] = objective
+        check_resumable(Path(args.resume) / STATE_DIR, state, modules, len(train_pairs))
     if replacing:  # only now that the inputs are checked; never let --resume pick up the replaced run's state
         clear_previous_run(out)
     with open_history(out, state.history if state is not None else []) as log:  # one line per evaluation
