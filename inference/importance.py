@@ -14,12 +14,16 @@ from retro.inference.results import AnswerEstimate
 from retro.inference.sites import latent_sites
 from retro.inference.weighted import records_from_log_weights
 from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
+from retro.memory import check_allocation
 from retro.program import StringProgram
 
 __all__ = ["importance", "importance_with_weights", "WeightedEstimates", "PROPOSALS", "guide_fraction_of"]
 
 Proposal = Literal["guide", "prior", "mixture"]
 PROPOSALS = ("guide", "prior", "mixture")
+
+
+BYTES_PER_WEIGHT = 8  # float64 at most
 
 
 def guide_fraction_of(proposal: str, mixture_weight: float) -> float:
@@ -34,6 +38,11 @@ def sampled_log_weights(
     """Encode, then draw ``log_weights`` with an optional progress bar (shared by the sampling estimators)."""
     if guide_fraction > 0 and guide is None:
         raise RetroError(f"{label} needs a trained guide; this model has none (use the prior proposal)")
+    # Every particle's weight is kept (for k-hat and the ESS): [K, B] and one chunk's copy, checked up front.
+    check_allocation(
+        2 * BYTES_PER_WEIGHT * num_particles * len(answers),
+        f"{label} with {num_particles} particles for {len(answers)} answers (every log weight is kept)",
+    )
     q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
     with tqdm(
         total=num_particles * len(answers), desc=label, unit="row", disable=not progress, leave=False

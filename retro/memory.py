@@ -2,7 +2,8 @@
 compared with a memory limit the user can raise, so a two-number edit of a file cannot ask for terabytes.
 
 The limit is the environment variable ``RETRO_MEMORY_LIMIT`` (bytes, or with a suffix: ``64G``, ``1.5T``), else the
-machine's physical memory: a real model that fits the machine always passes.
+memory the machine has available at the time (Linux ``MemAvailable``, else the physical memory): a real model that
+fits the machine passes, and no fixed cap stands in the way of a bigger machine.
 
 Example:
     >>> check_allocation(8 * 10**6, "a test tensor")  # 8 MB: fine
@@ -49,7 +50,15 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} PiB"  # pragma: no cover
 
 
-def _physical_memory() -> int:
+def _available_memory() -> int:
+    """Memory the system can give now (``MemAvailable`` on Linux), else the physical memory."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not every platform says
@@ -57,10 +66,10 @@ def _physical_memory() -> int:
 
 
 def memory_limit() -> int:
-    """The memory limit in bytes: ``RETRO_MEMORY_LIMIT`` if set, else the physical memory."""
+    """The memory limit in bytes: ``RETRO_MEMORY_LIMIT`` if set, else the memory available now."""
     text = os.environ.get(MEMORY_LIMIT_VARIABLE, "").strip()
     if not text:
-        return _physical_memory()
+        return _available_memory()
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?", text, flags=re.IGNORECASE)
     if not match:
         raise RetroError(f"{MEMORY_LIMIT_VARIABLE}={text!r} is not a size (e.g. 64G, 1.5T, 1000000000)")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 
+from retro.atomic import atomic_open, atomic_write
 from retro.cli.common import FORMATS, add_seed, load_data, load_model, seed_everything, write_records
+from retro.data import data_file
 from retro.errors import RetroError
 from retro.inference.results import summarize
+from retro.outlock import lock_output
+from retro.safepaths import check_output_file
 
 METHODS = ("exact", "elbo", "importance", "ais")
 
@@ -40,6 +44,7 @@ def register(subparsers) -> None:
         default=None,
         help="write to this file instead of stdout; FILE.nc: ArviZ InferenceData with the log weights",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument(
         "--max-rows",
         type=int,
@@ -124,6 +129,15 @@ def score_records(
 
 
 def run(args) -> int:
+    if not args.out:
+        return _run(args)
+    inputs = [data_file(args.data), None if args.model.startswith("human:") else args.model]
+    check_output_file(args.out, args.overwrite, inputs)  # before any work
+    with lock_output(args.out, directory=False):
+        return _run(args)
+
+
+def _run(args) -> int:
     seed_everything(args.seed)
     model = load_model(args.model, args.device)
     pairs = load_data(args.data, model.program, args.n, args.seed)
@@ -147,9 +161,10 @@ def run(args) -> int:
             )
         from retro.inference.psis import to_inference_data
 
-        to_inference_data(log_weights, records).to_netcdf(args.out)
+        data = to_inference_data(log_weights, records)
+        atomic_write(args.out, data.to_netcdf)
     elif args.out:
-        with open(args.out, "w", encoding="utf-8", newline="") as f:
+        with atomic_open(args.out, "w", encoding="utf-8", newline="") as f:
             write_records([r.to_dict() for r in records], args.format, f)
     else:
         write_records([r.to_dict() for r in records], args.format)
