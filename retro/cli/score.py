@@ -129,6 +129,8 @@ def score_records(
 
 
 def run(args) -> int:
+    if args.out and args.out.endswith(".nc") and args.method != "importance":
+        raise RetroError("--out FILE.nc holds importance weights: use it with --method importance")
     if not args.out:
         return _run(args)
     inputs = [data_file(args.data), None if args.model.startswith("human:") else args.model]
@@ -142,8 +144,6 @@ def _run(args) -> int:
     model = load_model(args.model, args.device)
     pairs = load_data(args.data, model.program, args.n, args.seed)
     netcdf = bool(args.out) and args.out.endswith(".nc")
-    if netcdf and args.method != "importance":
-        raise RetroError("--out FILE.nc holds importance weights: use it with --method importance")
     records, log_weights = score_records(
         model,
         pairs,
