@@ -77,14 +77,15 @@ def train_guide(human, num_answers: int, steps: int, seed: int) -> tuple[Amortiz
 
 
 def timed_compare(
-    human, guide, questions, answers, methods, budgets, seed: int, repeats: int, reference=None
+    human, guide, questions, answers, methods, budgets, seed: int, repeats: int, reference=None, options=None
 ):
     """``compare`` run ``repeats`` times (same seed, same estimates); each row keeps its best time. Exact values
     are computed once (or taken from ``reference``)."""
-    result = compare(human, questions, answers, methods, budgets, guide=guide, seed=seed, reference=reference)
+    kwargs = dict(guide=guide, seed=seed, options=options)
+    result = compare(human, questions, answers, methods, budgets, reference=reference, **kwargs)
     best = {(row.method, row.budget): row.seconds for row in result.rows}
     for _ in range(repeats - 1):
-        rerun = compare(human, questions, answers, methods, budgets, guide=guide, seed=seed, reference=result)
+        rerun = compare(human, questions, answers, methods, budgets, reference=result, **kwargs)
         for row in rerun.rows:
             key = (row.method, row.budget)
             best[key] = min(best[key], row.seconds)
@@ -207,14 +208,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     try:
         human, guide = human.double(), guide.double()
         questions, answers = human.draw(args.answers, seed=args.seed)
-        groups = ((PARTICLE_METHODS, args.particles), (AIS_METHODS, args.ais_steps))
-        for methods, budgets in groups:  # warm-up: lazy imports, first-call allocations
-            compare(human, questions[:2], answers[:2], methods, budgets[:1], guide=guide, seed=args.seed)
+        # AIS: one group per number of steps T at the default number of chains (its rows' budget is then T)
+        groups = [(PARTICLE_METHODS, args.particles, None)] + [
+            (AIS_METHODS, [DEFAULT_NUM_CHAINS], steps) for steps in args.ais_steps
+        ]
         rows, exact_mean, result = [], None, None
-        for methods, budgets in groups:
+        for methods, budgets, steps in groups:
+            options = None if steps is None else {"ais": {"num_steps": steps}}
             group_rows, result = timed_compare(
-                human, guide, questions, answers, methods, budgets, args.seed, args.repeats, reference=result
+                human, guide, questions, answers, methods, budgets, args.seed, args.repeats, result, options
             )
+            if steps is not None:
+                group_rows = [dataclasses.replace(row, budget=steps) for row in group_rows]
             rows += group_rows
             exact_mean = sum(r.log_prob for r in result.exact) / len(result.exact)
             for row in group_rows:

@@ -174,7 +174,7 @@ def torch_importance_bucketed(imitator, guide, questions, answers, num_particles
 def retro_importance(imitator, guide, questions, answers, num_particles):
     records = importance(
         imitator, questions, answers, guide=guide, proposal="guide", num_particles=num_particles
-    )
+    ).records
     return (
         torch.tensor([r.log_prob for r in records], dtype=torch.float64),
         torch.tensor([r.stderr for r in records], dtype=torch.float64),

@@ -1,6 +1,6 @@
 """Annealed importance sampling (AIS) estimate of log p(answer | question), per answer, with HMC transitions.
 
-For each answer, ``num_chains`` chains start from the proposal ``q(z)`` (the prior or the guide) and move through
+For each answer, ``num_particles`` chains start from the proposal ``q(z)`` (the prior or the guide) and move through
 the geometric path of distributions
 
     pi_t(z) ∝ q(z)^(1 - beta_t) p(z, answer | question)^beta_t,    0 = beta_0 < beta_1 < ... < beta_T = 1,
@@ -27,7 +27,7 @@ own acceptance makes each transition depend slightly on the chains' past, so it 
 invariant. Adapting from the acceptance averaged over an answer's chains is the standard practical choice; with the
 default gain its effect is below the Monte Carlo error (the tests compare against exact values), while a much larger
 gain (10) doubled the typist's error. The weights never use the transitions' densities, so the Metropolis correction
-at every step is what keeps each transition (nearly) pi_t-invariant. When ``num_chains`` exceeds ``max_rows``, each
+at every step is what keeps each transition (nearly) pi_t-invariant. When ``num_particles`` (chains) exceeds ``max_rows``, each
 group of chains that fits adapts its own step sizes.
 
 Defaults (48 steps, 64 chains, one leapfrog step: a Metropolis-adjusted Langevin transition) were chosen on the
@@ -56,8 +56,10 @@ from tqdm import tqdm
 
 from retro.errors import RetroError
 from retro.inference.exact import exact
-from retro.inference.results import AnswerEstimate
+from retro.inference.registry import Registration, draw_seed, estimator, register
+from retro.inference.results import Estimate, EstimateInfo
 from retro.inference.sites import LatentSite, latent_sites, sample_sites
+from retro.inference.streams import KeyedSampling, keyed_normals, keyed_uniforms, site_key
 from retro.inference.weighted import records_from_log_weights
 from retro.inference.weights import DEFAULT_MAX_ROWS, length_buckets
 from retro.memory import check_allocation
@@ -65,7 +67,6 @@ from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 
 __all__ = [
     "ais",
-    "ais_with_diagnostics",
     "run_chains",
     "Chains",
     "sigmoid_schedule",
@@ -98,12 +99,43 @@ def sigmoid_schedule(num_steps: int, delta: float | None = None) -> torch.Tensor
     return betas
 
 
+class _Noise:
+    """The keyed random streams of one chunk of chains: ``[C, B, ...]`` draws keyed by (seed, answer id, chain id,
+    stream name), see :mod:`retro.inference.streams`."""
+
+    def __init__(self, seed: int, answer_ids: torch.Tensor, chain_ids: torch.Tensor, device):
+        self.seed, self.answer_ids, self.chain_ids, self.device = seed, answer_ids, chain_ids, device
+
+    def uniforms(self, stream: str, elements: int) -> torch.Tensor:
+        key = site_key(f"ais/{stream}")
+        return keyed_uniforms(self.seed, self.answer_ids, self.chain_ids, key, elements, self.device)
+
+    def normals(self, stream: str, elements: int) -> torch.Tensor:
+        key = site_key(f"ais/{stream}")
+        return keyed_normals(self.seed, self.answer_ids, self.chain_ids, key, elements, self.device)
+
+    def sampling(self) -> KeyedSampling:
+        """A messenger drawing the program's (or guide's) latent sites from the keyed streams."""
+        return KeyedSampling(self.seed, self.answer_ids.to(self.device), self.chain_ids.to(self.device))
+
+
 class _Densities:
     """log p(answer, z) and log q(z) with their gradients, for continuous latents ``x[C, B, D]`` (flattened)."""
 
-    def __init__(self, program, guide, proposal, sites: dict[str, LatentSite], questions, answers, chains):
+    def __init__(
+        self,
+        program,
+        guide,
+        proposal,
+        sites: dict[str, LatentSite],
+        questions,
+        answers,
+        chains,
+        noise: _Noise,
+    ):
         self.program, self.guide, self.proposal = program, guide, proposal
         self.questions, self.answers, self.chains = questions, answers, chains
+        self.noise = noise
         self.continuous = [
             (s.name, s.event_shape, math.prod(s.event_shape)) for s in sites.values() if not s.discrete
         ]
@@ -133,7 +165,7 @@ class _Densities:
         if start is not None:
             return self.flatten(start)
         fn = self.guide if self.proposal == "guide" else self.program.model
-        with pyro.plate("particles", self.chains, dim=PARTICLE_DIM):
+        with self.noise.sampling(), pyro.plate("particles", self.chains, dim=PARTICLE_DIM):
             trace = poutine.trace(fn).get_trace(self.questions, self.answers)
         return self.flatten({name: trace.nodes[name]["value"] for name, _, _ in self.continuous})
 
@@ -187,11 +219,12 @@ def _grad(total: torch.Tensor, x: torch.Tensor, retain: bool) -> torch.Tensor:
     return torch.nan_to_num(grad.detach(), nan=0.0, posinf=0.0, neginf=0.0)  # -inf densities: no direction
 
 
-def _hmc(density, x, state, beta: float, step_size: torch.Tensor, leapfrog_steps: int):
+def _hmc(density, x, state, beta: float, step_size: torch.Tensor, leapfrog_steps: int, transition: str):
     """One Metropolis-corrected HMC transition leaving pi_beta invariant, per chain.
 
     ``state`` is ``(log_p, log_q, grad_p, grad_q)`` at ``x``; returns the new ``x``, its state and the acceptance
-    probability ``[C, B]``."""
+    probability ``[C, B]``. ``transition`` names the transition's keyed random streams (momentum, jitter, accept)."""
+    noise = density.noise
     log_p, log_q, grad_p, grad_q = state
 
     def target(lp, lq):
@@ -202,10 +235,8 @@ def _hmc(density, x, state, beta: float, step_size: torch.Tensor, leapfrog_steps
 
     eps = step_size[None, :, None].to(x.dtype)
     if leapfrog_steps > 1:  # a random trajectory length per chain breaks periodic (non-mixing) trajectories
-        eps = eps * (
-            1 + STEP_JITTER * (2 * torch.rand(x.shape[:-1] + (1,), dtype=x.dtype, device=x.device) - 1)
-        )
-    momentum = torch.randn_like(x)
+        eps = eps * (1 + STEP_JITTER * (2 * noise.uniforms(f"{transition}/jitter", 1).to(x.dtype) - 1))
+    momentum = noise.normals(f"{transition}/momentum", x.shape[-1]).to(x.dtype)
     p = momentum + 0.5 * eps * gradient(grad_p, grad_q)
     new_x, new_state = x, state
     for step in range(leapfrog_steps):
@@ -222,7 +253,7 @@ def _hmc(density, x, state, beta: float, step_size: torch.Tensor, leapfrog_steps
     # nan (e.g. -inf to -inf, or a non-finite position): reject
     log_ratio = torch.nan_to_num(log_ratio, nan=-math.inf)
     accept_prob = log_ratio.clamp(max=0.0).exp()
-    accept = torch.rand_like(accept_prob) < accept_prob
+    accept = noise.uniforms(f"{transition}/accept", 1)[..., 0] < accept_prob
     x = torch.where(accept[..., None], new_x, x)
     state = tuple(
         torch.where(accept if old.dim() == 2 else accept[..., None], new, old)
@@ -259,8 +290,8 @@ def _anneal(
         used = torch.empty(max(num_steps - 1, 0), density.shape[1], dtype=torch.float64, device=x.device)
     else:
         used = step_sizes.to(device=x.device, dtype=torch.float64)
-    for _ in range(warmup if len(used) else 0):
-        x, state, _ = _hmc(density, x, state, float(betas[0]), used[0], leapfrog_steps)
+    for step in range(warmup if len(used) else 0):
+        x, state, _ = _hmc(density, x, state, float(betas[0]), used[0], leapfrog_steps, f"warmup/{step}")
     log_w = torch.zeros_like(state[0])
     acceptance = torch.zeros(density.shape[1], dtype=torch.float64, device=x.device)
     counted = 0
@@ -270,7 +301,9 @@ def _anneal(
         if t < num_steps:  # the transition after the last increment would not change any weight
             if adapt:
                 used[t - 1] = step_size
-            x, state, accept_prob = _hmc(density, x, state, float(betas[t]), used[t - 1], leapfrog_steps)
+            x, state, accept_prob = _hmc(
+                density, x, state, float(betas[t]), used[t - 1], leapfrog_steps, f"anneal/{t}"
+            )
             mean_accept = accept_prob.mean(0).to(torch.float64)
             if adapt:
                 step_size = step_size * torch.exp(ADAPTATION_GAIN * (mean_accept - target_accept))
@@ -283,12 +316,14 @@ def _anneal(
     return log_w, acceptance, used
 
 
-def check_arguments(proposal, num_steps, num_chains, leapfrog_steps, target_accept) -> None:
+def check_arguments(
+    proposal, num_steps, num_chains, leapfrog_steps, target_accept, chains_name: str = "num_chains"
+) -> None:
     if proposal not in ("prior", "guide"):
         raise RetroError(f"ais: unknown proposal {proposal!r}; expected prior or guide")
     for name, value in (
         ("num_steps", num_steps),
-        ("num_chains", num_chains),
+        (chains_name, num_chains),
         ("leapfrog_steps", leapfrog_steps),
     ):
         if int(value) != value or value < 1:
@@ -340,6 +375,8 @@ def run_chains(
     start: dict[str, torch.Tensor] | None = None,
     step_sizes: torch.Tensor | None = None,
     warmup: int = 0,
+    seed: int | None = None,
+    answer_ids: torch.Tensor | None = None,
 ) -> Chains:
     """Annealing chains along ``betas`` for encoded batches.
 
@@ -348,9 +385,17 @@ def run_chains(
     transitions at ``betas[0]`` precede the annealing (see :func:`_anneal`). Answers are taken one length at a
     time, in chunks of at most ``max_rows`` rows; when an answer's chains span several chunks, each chunk adapts
     its own step sizes and the first chunk's are returned.
+
+    Every random number (the proposal's draws, HMC momenta, jitter, accept/reject) comes from the keyed streams
+    ``(seed, answer_ids[b], chain, ...)`` (:mod:`retro.inference.streams`; ``seed=None`` draws a seed from torch's
+    global generator), so an answer's weights do not depend on the other answers in its chunk or on ``max_rows``,
+    as long as all of its chains fit in one chunk (``max_rows >= num_chains`` x the enumerated values): chains
+    split across chunks adapt their step sizes separately.
     """
     enumerated = _enumerated_values(sites)
     num_steps = len(betas) - 1
+    seed = draw_seed() if seed is None else seed
+    answer_ids = torch.arange(len(a_batch)) if answer_ids is None else answer_ids.cpu()
     chains_per_chunk = max(1, min(num_chains, max_rows // enumerated))
     answers_per_chunk = max(1, max_rows // (chains_per_chunk * enumerated))
     num_answers = len(a_batch)
@@ -372,7 +417,9 @@ def run_chains(
             chunk_steps = None if step_sizes is None else step_sizes[:, index]
             for c_start in range(0, num_chains, chains_per_chunk):
                 chains = min(chains_per_chunk, num_chains - c_start)
-                density = _Densities(program, guide, proposal, sites, q_chunk, a_chunk, chains)
+                chain_ids = torch.arange(c_start, c_start + chains)
+                noise = _Noise(seed, answer_ids[index], chain_ids, a_batch.tokens.device)
+                density = _Densities(program, guide, proposal, sites, q_chunk, a_chunk, chains, noise)
                 chunk_w, chunk_acc, chunk_used = _anneal(
                     density,
                     betas,
@@ -390,34 +437,54 @@ def run_chains(
     return Chains(log_w, acceptance, used)
 
 
-def ais_with_diagnostics(
+@estimator
+def ais(
     program: StringProgram,
     questions: Sequence[str],
     answers: Sequence[str],
+    *,
     guide=None,
-    proposal: AISProposal = "prior",
-    num_steps: int = DEFAULT_NUM_STEPS,
-    num_chains: int = DEFAULT_NUM_CHAINS,
-    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
-    target_accept: float = 0.8,
+    num_particles: int = DEFAULT_NUM_CHAINS,
+    seed: int | None = None,
+    answer_ids: Sequence[int] | torch.Tensor | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     progress: bool = False,
-) -> tuple[list[AnswerEstimate], torch.Tensor]:
-    """:func:`ais` and the mean HMC acceptance probability per answer (``Tensor[B]``, float64).
+    proposal: AISProposal | None = None,
+    num_steps: int = DEFAULT_NUM_STEPS,
+    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
+    target_accept: float = 0.8,
+) -> Estimate:
+    """Annealed importance sampling estimate of log p(answer | question), per answer (see the module docstring).
 
-    The acceptance is averaged over chains and over the second half of the transitions (after the step size has
-    adapted); it is ``nan`` for ``num_steps=1`` (no transitions) and for programs without continuous latents.
+    Args:
+        guide: the guide q(z | question, answer), needed for ``proposal="guide"``.
+        num_particles: independent chains (weights) per answer, vectorized as a plate at ``dim=-2``.
+        proposal: where the chains start and what they anneal from: ``"prior"`` or ``"guide"`` (default: the
+            guide when one is given, else the prior).
+        num_steps: annealing steps T (T - 1 HMC transitions); ``num_steps=1`` is importance sampling.
+        leapfrog_steps: leapfrog steps per HMC transition.
+        target_accept: the acceptance probability the per-answer step sizes are adapted toward.
+        max_rows: at most this many chain x answer rows (x enumerated discrete values) are evaluated at once.
+        seed, answer_ids, progress: see :func:`retro.inference.registry.estimate`.
+
+    Returns:
+        :class:`~retro.inference.results.Estimate`: records of ``kind="estimate"``, method ``"ais[prior]"`` or
+        ``"ais[guide]"`` (log of the mean AIS weight over chains, its delta-method standard error, ESS and Pareto
+        k-hat); ``info.log_weights`` ``[C, B]``, and ``info.diagnostics``: ``acceptance`` (``Tensor[B]``, the mean
+        HMC acceptance probability over chains and the second half of the transitions, ``nan`` for
+        ``num_steps=1``), ``step_sizes`` (``Tensor[T - 1, B]``) and ``num_steps``. A program without continuous
+        latents (none, or only discrete ones) gets its exact value (:func:`~retro.inference.exact.exact`).
     """
-    check_arguments(proposal, num_steps, num_chains, leapfrog_steps, target_accept)
+    proposal = proposal or ("guide" if guide is not None else "prior")
+    check_arguments(proposal, num_steps, num_particles, leapfrog_steps, target_accept, "num_particles")
     sites = latent_sites(program, questions[:1], answers[:1])
     if all(site.discrete for site in sites.values()):  # no continuous latents: exact (enumerated) values
-        nan = torch.full((len(answers),), float("nan"), dtype=torch.float64)
-        return exact(program, questions, answers, max_rows=max_rows), nan
+        return exact(program, questions, answers, max_rows=max_rows, seed=seed, answer_ids=answer_ids)
     if proposal == "guide" and guide is None:
         raise RetroError("ais[guide] needs a trained guide; this model has none (use the prior proposal)")
     q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
     method = f"ais[{proposal}]"
-    log_w, acceptance, _ = run_chains(
+    chains = run_chains(
         program,
         guide,
         proposal,
@@ -425,56 +492,32 @@ def ais_with_diagnostics(
         q_batch,
         a_batch,
         sigmoid_schedule(num_steps),
-        num_chains,
+        num_particles,
         leapfrog_steps,
         target_accept,
         max_rows,
         progress,
         method,
+        seed=seed,
+        answer_ids=answer_ids,
     )
-    return records_from_log_weights(log_w, questions, answers, method, "estimate"), acceptance
-
-
-def ais(
-    program: StringProgram,
-    questions: Sequence[str],
-    answers: Sequence[str],
-    guide=None,
-    proposal: AISProposal = "prior",
-    num_steps: int = DEFAULT_NUM_STEPS,
-    num_chains: int = DEFAULT_NUM_CHAINS,
-    leapfrog_steps: int = DEFAULT_LEAPFROG_STEPS,
-    target_accept: float = 0.8,
-    max_rows: int = DEFAULT_MAX_ROWS,
-    progress: bool = False,
-) -> list[AnswerEstimate]:
-    """Annealed importance sampling estimate of log p(answer | question), per answer (see the module docstring).
-
-    Args:
-        guide: the guide q(z | question, answer), needed for ``proposal="guide"``.
-        proposal: where the chains start and what they anneal from: ``"prior"`` or ``"guide"``.
-        num_steps: annealing steps T (T - 1 HMC transitions); ``num_steps=1`` is importance sampling.
-        num_chains: independent chains (weights) per answer, vectorized as a plate at ``dim=-2``.
-        leapfrog_steps: leapfrog steps per HMC transition.
-        target_accept: the acceptance probability the per-answer step sizes are adapted toward.
-        max_rows: at most this many chain x answer rows (x enumerated discrete values) are evaluated at once.
-
-    Returns one :class:`~retro.inference.results.AnswerEstimate` per answer (``kind="estimate"``, method
-    ``"ais[prior]"`` or ``"ais[guide]"``): log of the mean AIS weight over chains, its delta-method standard error,
-    ESS and Pareto k-hat. A program without continuous latents (none, or only discrete ones) gets its exact value
-    (:func:`~retro.inference.exact.exact`). :func:`ais_with_diagnostics` also returns the acceptance rates.
-    """
-    records, _ = ais_with_diagnostics(
-        program,
-        questions,
-        answers,
-        guide,
-        proposal,
-        num_steps,
-        num_chains,
-        leapfrog_steps,
-        target_accept,
-        max_rows,
-        progress,
+    records = records_from_log_weights(chains.log_w, questions, answers, method, "estimate")
+    diagnostics = {"acceptance": chains.acceptance, "step_sizes": chains.step_sizes, "num_steps": num_steps}
+    return Estimate(
+        records, EstimateInfo(method, num_particles, log_weights=chains.log_w, diagnostics=diagnostics)
     )
-    return records
+
+
+register(
+    Registration(
+        "ais",
+        ais,
+        kind="estimate",
+        budget="chains",
+        default_budget=DEFAULT_NUM_CHAINS,
+        small_budget=16,
+        proposals=("prior", "guide"),
+        guide_proposals=("guide",),
+        options=("proposal", "num_steps", "leapfrog_steps", "target_accept"),
+    )
+)

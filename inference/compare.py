@@ -1,64 +1,46 @@
 """Compare estimators of log p(answer | question) at several compute budgets, against exact values when they exist.
 
-A *budget* is the number of particles for ``elbo`` and ``importance[...]`` and the number of annealing steps for
-``ais``. Each (method, budget) is run on the same answers, timed, and summarized: mean estimate, standard error of
-that mean, and, where the program's exact log p is computable, bias and mean |error| per answer.
+A *budget* is ``num_particles`` of the registered estimator (particles; chains for AIS). Each (method, budget) is
+run on the same answers with the same seed, timed after a warm-up run of the method (so no start-up cost is
+charged to the first row), and summarized: mean estimate, Monte Carlo standard error of that mean, how many answers
+have a Pareto k-hat above the reliability threshold and the smallest ESS, and, where the program's exact log p is
+computable, bias and mean |error| per answer.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-
-import torch
+from typing import Any
 
 from retro.errors import RetroError
-from retro.inference.ais import ais
-from retro.inference.elbo import elbo
-from retro.inference.exact import exact
-from retro.inference.importance import importance
+from retro.inference.psis import khat_threshold
+from retro.inference.registry import estimate, registrations, resolve_method
 from retro.inference.results import AnswerEstimate, summarize
 from retro.program import StringProgram
 
-__all__ = ["ESTIMATORS", "ComparisonRow", "Comparison", "compare", "default_methods"]
-
-Estimator = Callable[[StringProgram, object, Sequence[str], Sequence[str], int], list[AnswerEstimate]]
-
-ESTIMATORS: dict[str, Estimator] = {
-    "elbo": lambda p, g, q, a, k: elbo(p, q, a, guide=g, num_particles=k),
-    "importance[guide]": lambda p, g, q, a, k: importance(
-        p, q, a, guide=g, proposal="guide", num_particles=k
-    ),
-    "importance[prior]": lambda p, g, q, a, k: importance(p, q, a, proposal="prior", num_particles=k),
-    "importance[mixture]": lambda p, g, q, a, k: importance(
-        p, q, a, guide=g, proposal="mixture", num_particles=k
-    ),
-    "ais[prior]": lambda p, g, q, a, k: ais(p, q, a, proposal="prior", num_steps=k),
-    "ais[guide]": lambda p, g, q, a, k: ais(p, q, a, guide=g, proposal="guide", num_steps=k),
-}
-NEEDS_GUIDE = ("elbo", "importance[guide]", "importance[mixture]", "ais[guide]")
-ALIASES = {"importance": "importance[{proposal}]", "ais": "ais[{proposal}]"}
+__all__ = ["ComparisonRow", "Comparison", "compare", "default_methods"]
 
 
 def default_methods(has_guide: bool) -> list[str]:
-    proposal = "guide" if has_guide else "prior"
-    return (["elbo"] if has_guide else []) + [f"importance[{proposal}]", f"ais[{proposal}]"]
-
-
-def _resolve(method: str, has_guide: bool) -> str:
-    name = ALIASES.get(method, method).format(proposal="guide" if has_guide else "prior")
-    if name not in ESTIMATORS:
-        raise RetroError(f"unknown method {method!r}; expected one of {', '.join([*ALIASES, *ESTIMATORS])}")
-    if name in NEEDS_GUIDE and not has_guide:
-        raise RetroError(f"method {name!r} needs a trained guide; this model has none")
-    return name
+    """Every registered estimator that samples, with the guide as proposal when there is one (else the prior)."""
+    methods = []
+    for registration in registrations():
+        if registration.kind == "exact" or (registration.needs_guide and not has_guide):
+            continue
+        proposal = registration.default_proposal(has_guide)
+        methods.append(f"{registration.name}[{proposal}]" if proposal else registration.name)
+    return methods
 
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """One (method, budget): the mean estimate with its standard error, error against exact, and time."""
+    """One (method, budget): the mean estimate with its standard error, error against exact, diagnostics, time.
+
+    ``khat_over_threshold``: answers whose k-hat exceeds :func:`~retro.inference.psis.khat_threshold` of the
+    budget (unreliable estimates); ``ess_min``: the smallest effective sample size over the answers (``nan`` when no
+    weights were drawn)."""
 
     method: str
     budget: int
@@ -68,6 +50,8 @@ class ComparisonRow:
     bias: float | None
     mean_abs_error: float | None
     khat_mean: float | None
+    khat_over_threshold: int
+    ess_min: float
     seconds: float
     seconds_per_answer: float
 
@@ -83,6 +67,14 @@ class Comparison:
     exact_seconds: float | None
 
 
+def _exact(program, questions, answers) -> tuple[list[AnswerEstimate] | None, float | None]:
+    try:
+        result = estimate("exact", program, questions, answers)
+    except RetroError:
+        return None, None
+    return result.records, result.info.seconds
+
+
 def compare(
     program: StringProgram,
     questions: Sequence[str],
@@ -93,52 +85,75 @@ def compare(
     seed: int = 0,
     on_row: Callable[[ComparisonRow], None] | None = None,
     reference: Comparison | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Comparison:
     """Run every method at every budget on the same answers (each run seeded with ``seed``).
 
-    ``reference``: an earlier comparison on the same answers whose exact values (and their time) are reused
-    instead of computed again, e.g. when AIS runs with other budgets than the particle methods.
+    Args:
+        methods: registered method names, e.g. ``"importance[prior]"`` or ``"ais"`` (see
+            :func:`~retro.inference.registry.resolve_method`).
+        budgets: ``num_particles`` values (particles; chains for AIS).
+        reference: an earlier comparison on the same answers whose exact values (and their time) are reused
+            instead of computed again.
+        options: further options per estimator name, e.g. ``{"ais": {"num_steps": 8}}``.
     """
-    names = [_resolve(m, guide is not None) for m in methods]
-    if not budgets or min(budgets) < 1:
+    resolved = [resolve_method(m, guide is not None) for m in methods]
+    if not budgets or any(int(b) != b or b < 1 for b in budgets):
         raise RetroError(f"budgets must be positive integers, got {list(budgets)}")
+    options = options or {}
     if reference is not None:
         exact_records, exact_seconds = reference.exact, reference.exact_seconds
     else:
-        start = time.perf_counter()
-        try:
-            exact_records = exact(program, questions, answers)
-        except RetroError:
-            exact_records = None
-        exact_seconds = time.perf_counter() - start if exact_records is not None else None
+        exact_records, exact_seconds = _exact(program, questions, answers)
     truth = [r.log_prob for r in exact_records] if exact_records is not None else None
     rows, estimates = [], {}
-    for name in names:
-        for budget in budgets:
-            torch.manual_seed(seed)
-            start = time.perf_counter()
-            records = ESTIMATORS[name](program, guide, questions, answers, budget)
-            seconds = time.perf_counter() - start
-            summary = summarize(records)
-            bias = abs_error = None
-            if truth is not None:
-                errors = [r.log_prob - t for r, t in zip(records, truth)]
-                bias = sum(errors) / len(errors)
-                abs_error = sum(abs(e) for e in errors) / len(errors)
-            row = ComparisonRow(
+    for registration, proposal in resolved:
+        name = f"{registration.name}[{proposal}]" if proposal else registration.name
+        extra = dict(options.get(registration.name, {}))
+
+        def run(count: int, budget: int, name=name, extra=extra):
+            return estimate(
                 name,
-                budget,
-                len(records),
-                summary.log_prob_mean,
-                summary.mc_stderr,
-                bias,
-                abs_error,
-                summary.khat_mean,
-                seconds,
-                seconds / len(records),
+                program,
+                questions[:count],
+                answers[:count],
+                guide=guide,
+                num_particles=budget,
+                seed=seed,
+                **extra,
             )
-            rows.append(row)
+
+        run(1, min(budgets))  # warm-up: start-up costs (first calls, allocations) are not charged to a row
+        for budget in budgets:
+            result = run(len(answers), budget)
+            records = result.records
+            rows.append(_row(name, budget, records, truth, result.info.seconds))
             estimates[(name, budget)] = records
             if on_row is not None:
-                on_row(row)
+                on_row(rows[-1])
     return Comparison(rows, estimates, exact_records, exact_seconds)
+
+
+def _row(method: str, budget: int, records, truth, seconds: float) -> ComparisonRow:
+    summary = summarize(records)
+    bias = abs_error = None
+    if truth is not None:
+        errors = [r.log_prob - t for r, t in zip(records, truth)]
+        bias = sum(errors) / len(errors)
+        abs_error = sum(abs(e) for e in errors) / len(errors)
+    over = sum(1 for r in records if r.khat > khat_threshold(r.num_particles))  # nan compares false
+    ess = [r.ess for r in records if not math.isnan(r.ess)]
+    return ComparisonRow(
+        method,
+        budget,
+        len(records),
+        summary.log_prob_mean,
+        summary.mc_stderr,
+        bias,
+        abs_error,
+        summary.khat_mean,
+        over,
+        min(ess) if ess else float("nan"),
+        seconds,
+        seconds / len(records),
+    )

@@ -9,25 +9,31 @@ import torch
 
 from retro.errors import RetroError
 from retro.inference.exact import exact
-from retro.inference.importance import sampled_log_weights
-from retro.inference.results import AnswerEstimate
+from retro.inference.registry import Registration, estimator, register
+from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
 from retro.inference.sites import latent_sites
 from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS, enumerated_log_weights
+from retro.inference.weights import DEFAULT_MAX_ROWS, enumerated_log_weights, sampled_log_weights
 from retro.program import StringProgram
 
-__all__ = ["elbo"]
+__all__ = ["elbo", "DEFAULT_PARTICLES"]
+
+DEFAULT_PARTICLES = 100
 
 
+@estimator
 def elbo(
     program: StringProgram,
     questions: Sequence[str],
     answers: Sequence[str],
+    *,
     guide=None,
-    num_particles: int = 100,
+    num_particles: int = DEFAULT_PARTICLES,
+    seed: int | None = None,
+    answer_ids: Sequence[int] | torch.Tensor | None = None,
     max_rows: int = DEFAULT_MAX_ROWS,
     progress: bool = False,
-) -> list[AnswerEstimate]:
+) -> Estimate:
     """ELBO per answer (``kind="lower_bound"``).
 
     With continuous latents: Monte Carlo over K guide particles, standard error sd(log w)/sqrt(K), plus the ESS and
@@ -37,16 +43,18 @@ def elbo(
     """
     sites = latent_sites(program, questions[:1], answers[:1])
     if not sites:
-        return exact(program, questions, answers, max_rows=max_rows)
+        return exact(program, questions, answers, max_rows=max_rows, seed=seed, answer_ids=answer_ids)
     if all(site.discrete for site in sites.values()):
         return _enumerated_elbo(program, questions, answers, guide, sites, max_rows)
     log_w = sampled_log_weights(
-        program, questions, answers, num_particles, guide, 1.0, max_rows, progress, "elbo"
+        program, questions, answers, num_particles, guide, 1.0, max_rows, progress, "elbo", seed, answer_ids
     )
-    return records_from_log_weights(log_w, questions, answers, "elbo", "lower_bound")
+    log_w = log_w.detach().to(torch.float64).cpu()
+    records = records_from_log_weights(log_w, questions, answers, "elbo", "lower_bound")
+    return Estimate(records, EstimateInfo("elbo", num_particles, log_weights=log_w))
 
 
-def _enumerated_elbo(program, questions, answers, guide, sites, max_rows) -> list[AnswerEstimate]:
+def _enumerated_elbo(program, questions, answers, guide, sites, max_rows) -> Estimate:
     if guide is None:
         raise RetroError("elbo needs a trained guide; this model has none")
     q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
@@ -59,7 +67,22 @@ def _enumerated_elbo(program, questions, answers, guide, sites, max_rows) -> lis
         # q(z) * log w(z), with 0 * (-inf) = 0 for values the guide never proposes
         bounds.append((log_q.exp() * log_w).where(log_q > -math.inf, torch.zeros_like(log_w)).sum(0))
     nan = float("nan")
-    return [
-        AnswerEstimate(q, a, float(v), 0.0, nan, nan, values, "elbo[enumerated]", "lower_bound")
+    method = "elbo[enumerated]"
+    records = [
+        AnswerEstimate(q, a, float(v), 0.0, nan, nan, values, method, "lower_bound")
         for q, a, v in zip(questions, answers, torch.cat(bounds).tolist())
     ]
+    return Estimate(records, EstimateInfo(method, values))
+
+
+register(
+    Registration(
+        "elbo",
+        elbo,
+        kind="lower_bound",
+        budget="particles",
+        default_budget=DEFAULT_PARTICLES,
+        small_budget=10,
+        needs_guide=True,
+    )
+)

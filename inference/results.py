@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, NamedTuple
 
-__all__ = ["AnswerEstimate", "Kind", "Summary", "summarize"]
+import torch
+
+__all__ = ["AnswerEstimate", "Estimate", "EstimateInfo", "Kind", "Summary", "summarize"]
 
 Kind = Literal["exact", "lower_bound", "estimate"]
 
@@ -48,6 +50,36 @@ class AnswerEstimate:
 
 
 @dataclass(frozen=True)
+class EstimateInfo:
+    """What one estimator call did, beside its per-answer records (as BlackJAX returns state + info).
+
+    Attributes:
+        method: the estimator as it ran, e.g. ``"importance[prior]"`` (``"exact"`` when a program without latents
+            was scored exactly by a sampling estimator).
+        num_particles: the budget used: particles per answer (chains for AIS; 0 for exact values).
+        seed: the seed of the answers' random streams (``None`` when nothing was drawn).
+        seconds: wall time of the call.
+        log_weights: ``Tensor[K, B]`` (float64, CPU) of log weights where weights were drawn, else ``None``.
+        diagnostics: estimator-specific values, e.g. AIS's ``acceptance[B]``, ``step_sizes[T - 1, B]`` and
+            ``num_steps``.
+    """
+
+    method: str
+    num_particles: int
+    seed: int | None = None
+    seconds: float = float("nan")
+    log_weights: torch.Tensor | None = None
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+
+class Estimate(NamedTuple):
+    """The result of every estimator: one record per answer, in input order, and what the call did."""
+
+    records: list[AnswerEstimate]
+    info: EstimateInfo
+
+
+@dataclass(frozen=True)
 class Summary:
     """Dataset-level view of per-answer estimates: mean log p and the standard error of that mean.
 
@@ -62,7 +94,10 @@ class Summary:
     khat_mean: float
 
 
-def summarize(estimates: Sequence[AnswerEstimate]) -> Summary:
+def summarize(estimates: Sequence[AnswerEstimate] | Estimate) -> Summary:
+    """Dataset-level summary of per-answer records (or of an :class:`Estimate`'s records)."""
+    if isinstance(estimates, Estimate):
+        estimates = estimates.records
     n = len(estimates)
     if n == 0:
         raise ValueError("no estimates to summarize")

@@ -20,6 +20,7 @@ __all__ = [
     "latent_sites",
     "joint_values",
     "base_distribution",
+    "describe_site",
     "sample_sites",
     "trace_log_prob",
 ]
@@ -100,7 +101,8 @@ def base_distribution(fn: dist.Distribution) -> dist.Distribution:
     return fn
 
 
-def _describe(name: str, fn: dist.Distribution) -> LatentSite:
+def describe_site(name: str, fn: dist.Distribution) -> LatentSite:
+    """The :class:`LatentSite` of a sample site with distribution ``fn`` (a :class:`RetroError` when unsupported)."""
     base = base_distribution(fn)
     if fn.support.is_discrete:
         if isinstance(base, dist.Categorical):
@@ -131,7 +133,7 @@ def latent_sites(
     for name, site in sample_sites(trace):
         if site["is_observed"] or name == ANSWER_SITE:
             continue
-        sites[name] = _describe(name, site["fn"])
+        sites[name] = describe_site(name, site["fn"])
     if ANSWER_SITE not in trace.nodes:
         raise RetroError(f"{type(program).__name__}.model has no sample site named {ANSWER_SITE!r}")
     return sites

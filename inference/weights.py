@@ -8,18 +8,24 @@ keep the estimate unbiased (Veach & Guibas 1995; Owen & Zhou 2000). Particles ar
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pyro
 import torch
 from pyro import poutine
+from tqdm import tqdm
 
+from retro.errors import RetroError
 from retro.inference.sites import sample_sites, trace_log_prob
+from retro.inference.streams import KeyedSampling
+from retro.memory import check_allocation
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 
 __all__ = [
     "log_weights",
+    "sampled_log_weights",
     "enumerated_log_weights",
     "length_buckets",
     "particle_traces",
@@ -28,6 +34,7 @@ __all__ = [
     "DEFAULT_MAX_ROWS",
 ]
 
+BYTES_PER_WEIGHT = 8  # float64 at most
 DEFAULT_MAX_ROWS = 8192  # particle x answer rows decoded at once
 
 
@@ -63,17 +70,28 @@ def particle_traces(program, guide, questions, answers, count: int, edit=None):
 
 
 def _chunk_log_weights(
-    program, guide, questions, answers, from_guide: int, from_prior: int, guide_fraction: float
+    program, guide, questions, answers, from_guide: int, from_prior: int, guide_fraction: float, keys=None
 ) -> torch.Tensor:
-    parts = []
+    """Log weights of ``from_guide`` guide particles then ``from_prior`` prior particles for one chunk.
+
+    ``keys``: ``(seed, answer_ids[B], first particle id)`` draws every latent from keyed streams
+    (:class:`~retro.inference.streams.KeyedSampling`); ``None`` draws from torch's global generator."""
+    parts, first = [], 0
     for count, use_guide in ((from_guide, True), (from_prior, False)):
         if count == 0:
             continue
+        keyed = contextlib.nullcontext()
+        if keys is not None:
+            seed, answer_ids, offset = keys
+            keyed = KeyedSampling(seed, answer_ids, torch.arange(offset + first, offset + first + count))
+        first += count
         if use_guide:
-            guide_trace, model_trace = particle_traces(program, guide, questions, answers, count)
+            with keyed:
+                guide_trace, model_trace = particle_traces(program, guide, questions, answers, count)
         else:
-            with pyro.plate("particles", count, dim=PARTICLE_DIM):
+            with keyed, pyro.plate("particles", count, dim=PARTICLE_DIM):
                 model_trace = poutine.trace(program.model).get_trace(questions, answers)
+            with pyro.plate("particles", count, dim=PARTICLE_DIM):
                 guide_trace = (
                     poutine.trace(poutine.replay(guide, trace=model_trace)).get_trace(questions, answers)
                     if guide_fraction > 0
@@ -105,6 +123,8 @@ def log_weights(
     guide_fraction: float = 1.0,
     max_rows: int = DEFAULT_MAX_ROWS,
     progress=None,
+    seed: int | None = None,
+    answer_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``Tensor[K, B]`` of log importance weights.
 
@@ -112,24 +132,38 @@ def log_weights(
         guide_fraction: share of particles drawn from ``guide`` (1: guide, 0: prior, between: mixture).
         max_rows: at most this many particle x answer rows are evaluated at once.
         progress: optional callable ``progress(rows_done)`` (e.g. a tqdm ``update``).
+        seed: when given, particle ``k`` of answer ``b`` draws its latents from the keyed stream
+            ``(seed, answer_ids[b], k, site, element)``, so the weights do not depend on ``max_rows``, the batch
+            or the length buckets; ``None`` draws from torch's global generator.
+        answer_ids: ``Tensor[B]``, each answer's index in the whole input (default ``0..B-1``).
     """
     if not 0.0 <= guide_fraction <= 1.0:
         raise ValueError(f"guide_fraction must be in [0, 1], got {guide_fraction}")
     if guide_fraction > 0 and guide is None:
         raise ValueError("a guide is needed for a guide or mixture proposal")
     num_guide = round(guide_fraction * num_particles)
+    if seed is not None and answer_ids is None:
+        answer_ids = torch.arange(len(answers))
     out = None
     for index in length_buckets(answers.lengths.cpu(), max_rows):
         particles_per_chunk = max(1, max_rows // len(index))
         index = index.to(answers.tokens.device)
         q_chunk, a_chunk = questions[index], answers[index]
+        chunk_ids = None if seed is None else answer_ids.to(index.device)[index]
         rows = []
         for p_start in range(0, num_particles, particles_per_chunk):
             p_end = min(num_particles, p_start + particles_per_chunk)
             from_guide = max(0, min(p_end, num_guide) - p_start)
             rows.append(
                 _chunk_log_weights(
-                    program, guide, q_chunk, a_chunk, from_guide, p_end - p_start - from_guide, guide_fraction
+                    program,
+                    guide,
+                    q_chunk,
+                    a_chunk,
+                    from_guide,
+                    p_end - p_start - from_guide,
+                    guide_fraction,
+                    None if seed is None else (seed, chunk_ids, p_start),
                 )
             )
             if progress is not None:
@@ -175,3 +209,34 @@ def enumerated_log_weights(
     shape = torch.Size([count, len(answers)])
     log_q = site_sum(guide_trace, shape)
     return site_sum(model_trace, shape) - log_q, log_q
+
+
+def sampled_log_weights(
+    program,
+    questions,
+    answers,
+    num_particles,
+    guide,
+    guide_fraction,
+    max_rows,
+    progress,
+    label: str,
+    seed,
+    ids,
+) -> torch.Tensor:
+    """Encode, then draw ``log_weights`` from the keyed streams ``(seed, ids)`` with an optional progress bar
+    (shared by the sampling estimators)."""
+    if guide_fraction > 0 and guide is None:
+        raise RetroError(f"{label} needs a trained guide; this model has none (use the prior proposal)")
+    # Every particle's weight is kept (for k-hat and the ESS): [K, B] and one chunk's copy, checked up front.
+    check_allocation(
+        2 * BYTES_PER_WEIGHT * num_particles * len(answers),
+        f"{label} with {num_particles} particles for {len(answers)} answers (every log weight is kept)",
+    )
+    q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
+    with tqdm(
+        total=num_particles * len(answers), desc=label, unit="row", disable=not progress, leave=False
+    ) as bar:
+        return log_weights(
+            program, q_batch, a_batch, num_particles, guide, guide_fraction, max_rows, bar.update, seed, ids
+        )

@@ -35,11 +35,11 @@ import matplotlib.pyplot as plt
 import torch
 
 from retro.cli.common import LoadedModel
-from retro.cli.evaluate import evaluate
 from retro.data import load_pairs, split_pairs
 from retro.datasets import codecs_for
 from retro.inference import AmortizedGuide, importance, summarize
 from retro.inference.collapse import CollapseAwareELBO
+from retro.inference.evaluate import evaluate
 from retro.inference.train import TrainConfig, train
 from retro.models import make_imitator
 
@@ -154,7 +154,14 @@ plt.show()
 
 # %%
 table = {
-    name: evaluate(model, test, particles=KS[-1], beam=4 if SMOKE else 8)
+    name: evaluate(
+        model.program,
+        test.questions,
+        test.answers,
+        guide=model.guide,
+        num_particles=KS[-1],
+        beam=4 if SMOKE else 8,
+    )
     for name, (model, _) in models.items()
 }
 print(f"{'imitator':<9} {'log p':>16} {'ppl/token':>9} {'WER':>7} {'PER':>7}")

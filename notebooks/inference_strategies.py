@@ -34,6 +34,7 @@
 # Set `RETRO_SMOKE=1` to run everything in seconds with tiny sizes (that is what the tests do).
 
 # %%
+import dataclasses
 import math
 import os
 import warnings
@@ -43,9 +44,9 @@ import numpy as np
 import torch
 
 from retro.humans import make_human
-from retro.inference import AmortizedGuide, bdmc, exact, khat_threshold, summarize
+from retro.inference import AmortizedGuide, bdmc, estimate, khat_threshold, registrations, summarize
+from retro.inference.ais import DEFAULT_NUM_CHAINS
 from retro.inference.compare import compare
-from retro.inference.importance import importance_with_weights
 from retro.inference.psis import to_inference_data
 from retro.inference.train import TrainConfig, train
 from retro.models import LatentSeq2Seq
@@ -76,24 +77,36 @@ torch.manual_seed(0)
 # `retro.inference.compare.compare` runs every method at every budget on the same answers, times it, and returns
 # one row per (method, budget) with the mean estimate, its Monte Carlo standard error, the bias (mean of
 # estimate - exact) and the mean |estimate - exact|, plus the per-answer records. A budget is K particles for
-# ELBO and IS, and T steps for AIS, so we call it twice and merge. A small warm-up call first keeps one-time costs
-# (lazy imports, first allocations) out of the timings.
+# ELBO and IS; for AIS (whose budget is its number of chains) we vary the steps T at the default 64 chains, one
+# call per T, and label its rows by T. `compare` warms each method up first, which keeps one-time costs (lazy
+# imports, first allocations) out of the timings.
 
 # %%
-PARTICLE_METHODS = ("elbo", "importance[guide]", "importance[prior]", "importance[mixture]")
-AIS_METHODS = ("ais[prior]", "ais[guide]")
+# every registered estimator that samples: those counting particles, and AIS (counting chains)
+PARTICLE_METHODS = tuple(v for r in registrations() if r.budget == "particles" for v in r.variants())
+AIS_METHODS = tuple(v for r in registrations() if r.budget == "chains" for v in r.variants())
 METHODS = PARTICLE_METHODS + AIS_METHODS
 COLORS = {method: f"C{i}" for i, method in enumerate(METHODS)}
 
 
 def run_comparison(program, guide, questions, answers):
     """Rows, per-answer records {(method, budget): records} and exact records, for every method and budget."""
-    rows, estimates, result = [], {}, None
-    for methods, budgets in ((PARTICLE_METHODS, PARTICLES), (AIS_METHODS, AIS_STEPS)):
-        compare(program, questions[:2], answers[:2], methods, budgets[:1], guide=guide)  # warm-up
-        result = compare(program, questions, answers, methods, budgets, guide=guide, seed=0, reference=result)
-        rows += result.rows
-        estimates.update(result.estimates)
+    result = compare(program, questions, answers, PARTICLE_METHODS, PARTICLES, guide=guide, seed=0)
+    rows, estimates = list(result.rows), dict(result.estimates)
+    for steps in AIS_STEPS:  # AIS at its default number of chains, one run per number of steps T
+        ais = compare(
+            program,
+            questions,
+            answers,
+            AIS_METHODS,
+            [DEFAULT_NUM_CHAINS],
+            guide=guide,
+            seed=0,
+            reference=result,
+            options={"ais": {"num_steps": steps}},
+        )
+        rows += [dataclasses.replace(row, budget=steps) for row in ais.rows]
+        estimates.update({(method, steps): records for (method, _), records in ais.estimates.items()})
     return rows, estimates, result.exact
 
 
@@ -273,17 +286,17 @@ plt.show()
 # %% [markdown]
 # ### The same diagnostics in ArviZ
 #
-# `importance_with_weights` also returns the log weights `[K, answers]`; `to_inference_data` turns them into an
+# `importance` also returns the log weights `[K, answers]` (in `info.log_weights`); `to_inference_data` turns them into an
 # ArviZ `InferenceData` (particles as the draws of one chain, per answer), so ArviZ's own tools apply: `az.psislw`
 # recomputes the k-hats (they match the ones in the records), and `az.plot_khat` plots them (with the
 # threshold for K draws added).
 
 # %%
 torch.manual_seed(0)
-weighted = importance_with_weights(
-    typist, questions, answers, guide=typist_guide, proposal="guide", num_particles=K
+weighted = estimate(
+    "importance[guide]", typist, questions, answers, guide=typist_guide, num_particles=K, seed=0
 )
-idata = to_inference_data(weighted.log_weights, weighted.records)
+idata = to_inference_data(weighted.info.log_weights, weighted.records)
 print(idata.sample_stats)
 log_weights = idata.sample_stats.log_weights.stack(__sample__=("chain", "draw"))
 with warnings.catch_warnings():
@@ -344,7 +357,7 @@ print(
 imitator_rows, imitator_estimates, imitator_exact = run_comparison(
     imitator, imitator_guide, heldout_questions, heldout_answers
 )
-ceiling = summarize(exact(arithmetic, heldout_questions, heldout_answers)).log_prob_mean
+ceiling = summarize(estimate("exact", arithmetic, heldout_questions, heldout_answers)).log_prob_mean
 print(
     f"{NUM_ANSWERS} held-out answers; exact mean log p: imitator {summarize(imitator_exact).log_prob_mean:.4f}, "
     f"the human itself {ceiling:.4f}\n"

@@ -33,7 +33,7 @@ import torch
 
 from retro.distributions import StringDistribution
 from retro.humans import make_human
-from retro.inference import AmortizedGuide, elbo, exact, importance, summarize
+from retro.inference import AmortizedGuide, estimate, registrations, summarize
 from retro.inference.train import TrainConfig, train
 from retro.models import Imitator
 from retro.nets import GRUDecoder, StringEncoder
@@ -138,21 +138,20 @@ for row in report.history:
 
 # %%
 torch.manual_seed(1)
-reference = exact(imitator, heldout_questions, heldout_answers)  # the imitator's exact log p, per answer
-ceiling = exact(human, heldout_questions, heldout_answers)  # the human's own
+reference = estimate("exact", imitator, heldout_questions, heldout_answers).records  # exact log p, per answer
+ceiling = estimate("exact", human, heldout_questions, heldout_answers).records  # the human's own
 
 
-def estimate(method, k):
-    if method == "elbo":
-        return elbo(imitator, heldout_questions, heldout_answers, guide=guide, num_particles=k)
-    proposal = method[len("importance[") : -1]
-    return importance(
-        imitator, heldout_questions, heldout_answers, guide=guide, proposal=proposal, num_particles=k
-    )
+def run(method, k):
+    """Per-answer records of a registered estimator with K particles."""
+    return estimate(
+        method, imitator, heldout_questions, heldout_answers, guide=guide, num_particles=k
+    ).records
 
 
-METHODS = ("elbo", "importance[guide]", "importance[prior]", "importance[mixture]")
-runs = {method: {k: estimate(method, k) for k in PARTICLES} for method in METHODS}  # method -> K -> records
+# every registered estimator that counts particles (elbo, importance), with each of its proposals
+METHODS = tuple(v for r in registrations() if r.budget == "particles" for v in r.variants())
+runs = {method: {k: run(method, k) for k in PARTICLES} for method in METHODS}  # method -> K -> records
 K = PARTICLES[-1]
 
 

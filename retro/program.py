@@ -20,6 +20,8 @@ import torch
 from pyro import poutine
 from pyro.nn import PyroModule
 
+from retro.checks import check_positive_integer, check_strings
+from retro.errors import RetroError
 from retro.text import ByteCodec, Codec, StringBatch
 
 __all__ = ["StringProgram", "ANSWER_SITE", "ANSWER_PLATE", "PARTICLE_DIM"]
@@ -79,6 +81,10 @@ class StringProgram(PyroModule):
     @torch.no_grad()
     def sample(self, questions: Sequence[str], num_samples: int = 1) -> list[list[str]]:
         """``num_samples`` answers for each question, drawn by running the program forward."""
+        check_strings(questions, "sample: questions")
+        if not questions:
+            raise RetroError("sample: no questions")
+        check_positive_integer(num_samples, "sample: num_samples")
         batch = self.encode_questions(questions)
         with pyro.plate("particles", num_samples, dim=PARTICLE_DIM):
             trace = poutine.trace(self.model).get_trace(batch, None)

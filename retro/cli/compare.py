@@ -14,8 +14,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "compare",
         help="compare estimators at several budgets",
-        description="Run estimators at several compute budgets (particles; annealing steps for ais) on the same "
-        "answers: mean estimate, standard error, bias against exact values where they exist, seconds.",
+        description="Run estimators at several compute budgets (particles; chains for ais) on the same "
+        "answers: mean estimate, standard error, bias against exact values where they exist, k-hat and ESS "
+        "diagnostics, seconds (after a warm-up).",
     )
     p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
@@ -23,10 +24,15 @@ def register(subparsers) -> None:
     p.add_argument(
         "--methods",
         default=None,
-        help="comma-separated: elbo, importance, importance[prior|guide|mixture], ais, ais[prior|guide] "
-        "(default: elbo, importance and ais with the guide when there is one)",
+        help=f"comma-separated: {_method_choices()} (default: every sampling estimator, with the guide as "
+        "proposal when there is one)",
     )
-    p.add_argument("--budgets", default="10,100,1000", help="comma-separated budgets (default 10,100,1000)")
+    p.add_argument(
+        "--budgets",
+        default="10,100,1000",
+        help="comma-separated budgets: particles per answer, chains for ais (default 10,100,1000)",
+    )
+    p.add_argument("--steps", type=int, default=None, help="ais: annealing steps (default 48)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument(
         "--plot", default=None, help="write a PNG of error (or estimate) against seconds per answer"
@@ -34,6 +40,12 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu")
     add_seed(p)
     p.set_defaults(run=run)
+
+
+def _method_choices() -> str:
+    from retro.inference import registrations
+
+    return ", ".join(v for r in registrations() for v in dict.fromkeys([r.name, *r.variants()]))
 
 
 def _budgets(text: str) -> list[int]:
@@ -91,6 +103,7 @@ def run(args) -> int:
         guide=model.guide,
         seed=args.seed,
         on_row=progress,
+        options={} if args.steps is None else {"ais": {"num_steps": args.steps}},
     )
     rows = [row.to_dict() for row in result.rows]
     if args.format == "json":

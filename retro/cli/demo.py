@@ -32,9 +32,6 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-SAMPLING_METHODS = ["elbo", "importance[guide]", "importance[prior]", "importance[mixture]"]
-
-
 def _row(method: str, records, mean_abs_error: float, seconds: float) -> dict:
     summary = summarize(records)
     return {
@@ -82,8 +79,8 @@ def _plot(path: Path, errors: dict[str, list[float]], human_mean: float, rows: l
 def run(args) -> int:
 
     from retro.humans import make_human
-    from retro.inference import AmortizedGuide, exact
-    from retro.inference.ais import DEFAULT_NUM_STEPS
+    from retro.inference import AmortizedGuide, estimate, registrations
+    from retro.inference.ais import DEFAULT_NUM_CHAINS, DEFAULT_NUM_STEPS
     from retro.inference.compare import compare
     from retro.inference.train import TrainConfig, train
     from retro.models import LatentSeq2Seq
@@ -119,9 +116,13 @@ def run(args) -> int:
         ),
     )
 
-    human_exact = summarize(exact(human, heldout_q, heldout_a)).log_prob_mean
+    human_exact = summarize(estimate("exact", human, heldout_q, heldout_a)).log_prob_mean
+    # every registered estimator: those counting particles at the importance budget, those counting chains
+    # (AIS, from the guide) at theirs
+    particle_methods = [v for r in registrations() if r.budget == "particles" for v in r.variants()]
+    chain_methods = [f"{r.name}[{r.default_proposal(True)}]" for r in registrations() if r.budget == "chains"]
     first = compare(
-        imitator, heldout_q, heldout_a, SAMPLING_METHODS, [particles], guide=guide, seed=args.seed
+        imitator, heldout_q, heldout_a, particle_methods, [particles], guide=guide, seed=args.seed
     )
     ais_steps = 4 if args.smoke else DEFAULT_NUM_STEPS
     results = [
@@ -130,11 +131,12 @@ def run(args) -> int:
             imitator,
             heldout_q,
             heldout_a,
-            ["ais[guide]"],
-            [ais_steps],
+            chain_methods,
+            [8 if args.smoke else DEFAULT_NUM_CHAINS],
             guide=guide,
             seed=args.seed,
             reference=first,
+            options={"ais": {"num_steps": ais_steps}},
         ),
     ]
     reference = results[0].exact

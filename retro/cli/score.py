@@ -8,11 +8,10 @@ from retro.atomic import atomic_open, atomic_write
 from retro.cli.common import FORMATS, add_seed, load_data, load_model, seed_everything, write_records
 from retro.data import data_file
 from retro.errors import RetroError
-from retro.inference.results import summarize
+from retro.inference import estimate, method_names, registrations, summarize
+from retro.inference.weights import DEFAULT_MAX_ROWS
 from retro.outlock import lock_output
 from retro.safepaths import check_output_file
-
-METHODS = ("exact", "elbo", "importance", "ais")
 
 
 def register(subparsers) -> None:
@@ -24,19 +23,18 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, help="directory written by 'retro train', or human:NAME")
     p.add_argument("--data", required=True, help="JSONL/CSV with question and answer fields, or human:NAME")
     p.add_argument("--n", type=int, default=None, help="score the first N pairs (or draw N from a human)")
-    p.add_argument("--method", choices=METHODS, default="importance")
+    p.add_argument("--method", choices=method_names(), default="importance")
+    proposals = dict.fromkeys(p for r in registrations() for p in r.proposals)
     p.add_argument(
         "--proposal",
-        choices=("guide", "prior", "mixture"),
+        choices=tuple(proposals),
         default=None,
-        help="importance proposal (default: guide when the model has one, else prior)",
+        help="proposal of importance or ais (default: guide when the model has one, else prior)",
     )
-    p.add_argument(
-        "--particles",
-        type=int,
-        default=None,
-        help="particles per answer (default 1000; elbo 100; ais: chains, default 64)",
+    budgets = "; ".join(
+        f"{r.name}: {r.budget}, default {r.default_budget}" for r in registrations() if r.budget != "none"
     )
+    p.add_argument("--particles", type=int, default=None, help=f"budget per answer ({budgets})")
     p.add_argument("--steps", type=int, default=None, help="ais: annealing steps (default 48)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument(
@@ -60,71 +58,34 @@ def score_records(
     model,
     pairs,
     method: str,
-    proposal: str | None,
-    particles: int | None,
-    progress: bool,
+    proposal: str | None = None,
+    particles: int | None = None,
+    progress: bool = False,
     max_rows: int | None = None,
     steps: int | None = None,
+    seed: int = 0,
 ):
-    """Run one estimator over ``pairs``; returns the per-answer records and the log weights (importance only)."""
-    from retro.inference import elbo, exact
-    from retro.inference.importance import importance_with_weights
-    from retro.inference.weights import DEFAULT_MAX_ROWS
-
+    """Run the registered estimator ``method`` over ``pairs`` (each answer keyed by its index in the input);
+    returns its :class:`~retro.inference.results.Estimate`."""
     if particles is not None and particles < 1:
         raise RetroError(f"--particles must be >= 1, got {particles}")
     if max_rows is not None and max_rows < 1:
         raise RetroError(f"--max-rows must be >= 1, got {max_rows}")
-    max_rows = max_rows or DEFAULT_MAX_ROWS
-    q, a = pairs.questions, pairs.answers
-    if method == "exact":
-        return exact(model.program, q, a, max_rows=max_rows), None
-    if method == "elbo":
-        if model.guide is None:
-            raise RetroError(
-                f"model {model.spec} has no trained guide, which the ELBO needs (try importance)"
-            )
-        records = elbo(
-            model.program,
-            q,
-            a,
-            guide=model.guide,
-            num_particles=particles or 100,
-            progress=progress,
-            max_rows=max_rows,
-        )
-        return records, None
-    proposal = proposal or ("guide" if model.guide is not None else "prior")
-    if method == "ais":
-        from retro.inference.ais import DEFAULT_NUM_CHAINS, DEFAULT_NUM_STEPS, ais
-
-        if proposal == "mixture":
-            raise RetroError("ais anneals from the prior or the guide: use --proposal prior or guide")
-        if steps is not None and steps < 1:
-            raise RetroError(f"--steps must be >= 1, got {steps}")
-        records = ais(
-            model.program,
-            q,
-            a,
-            guide=model.guide,
-            proposal=proposal,
-            num_steps=steps or DEFAULT_NUM_STEPS,
-            num_chains=particles or DEFAULT_NUM_CHAINS,
-            max_rows=max_rows,
-            progress=progress,
-        )
-        return records, None
-    if proposal != "prior" and model.guide is None:
-        raise RetroError(f"model {model.spec} has no trained guide; use --proposal prior")
-    return importance_with_weights(
+    if steps is not None and steps < 1:
+        raise RetroError(f"--steps must be >= 1, got {steps}")
+    options = {} if steps is None else {"num_steps": steps}
+    return estimate(
+        f"{method}[{proposal}]" if proposal else method,
         model.program,
-        q,
-        a,
+        pairs.questions,
+        pairs.answers,
         guide=model.guide,
-        proposal=proposal,
-        num_particles=particles or 1000,
-        max_rows=max_rows,
+        num_particles=particles,
+        seed=seed,
+        answer_ids=range(len(pairs.answers)),
+        max_rows=max_rows or DEFAULT_MAX_ROWS,
         progress=progress,
+        **options,
     )
 
 
@@ -144,7 +105,7 @@ def _run(args) -> int:
     model = load_model(args.model, args.device)
     pairs = load_data(args.data, model.program, args.n, args.seed)
     netcdf = bool(args.out) and args.out.endswith(".nc")
-    records, log_weights = score_records(
+    records, info = score_records(
         model,
         pairs,
         args.method,
@@ -153,15 +114,17 @@ def _run(args) -> int:
         sys.stderr.isatty(),
         args.max_rows,
         args.steps,
+        args.seed,
     )
     if netcdf:
-        if log_weights is None:
+        if info.log_weights is None:
             raise RetroError(
-                f"model {model.spec} has no latents, so there are no importance weights to export"
+                f"{info.method} drew no importance weights to export to {args.out} "
+                "(use --method importance, elbo or ais on a model with latents)"
             )
         from retro.inference.psis import to_inference_data
 
-        data = to_inference_data(log_weights, records)
+        data = to_inference_data(info.log_weights, records)
         atomic_write(args.out, data.to_netcdf)
     elif args.out:
         with atomic_open(args.out, "w", encoding="utf-8", newline="") as f:

@@ -167,7 +167,7 @@ def run_steganography(
     human = HonestHuman()
     torch.manual_seed(seed)
     human_answers = [a[0] for a in human.sample(questions)]
-    honest = exact(human, test_questions, human_answers[num_train:])
+    honest = exact(human, test_questions, human_answers[num_train:]).records
     honest_mean = sum(r.log_prob for r in honest) / num_test
     rows = []
     for b in bits:
@@ -186,11 +186,11 @@ def run_steganography(
             seed=seed,
             progress=progress,
         )
-        scored = exact(stego, test_questions, human_answers[num_train:])
+        scored = exact(stego, test_questions, human_answers[num_train:]).records
         drops = torch.tensor([h.log_prob - s.log_prob for h, s in zip(honest, scored)], dtype=torch.float64)
         unsmoothed = exact(
             StegoImitator(b, key, 0.0, payload_seed=seed), test_questions, human_answers[num_train:]
-        )
+        ).records
         rows.append(
             StegoRow(
                 bits=b,

@@ -255,7 +255,7 @@ def run_sudoku(
             seed=seed,
         )
         samples = sample_answers(program, program.encode_questions(test_puzzles), 1)[1]
-        log_probs = [r.log_prob for r in exact(program, test_puzzles, test_answers)]
+        log_probs = [r.log_prob for r in exact(program, test_puzzles, test_answers).records]
         rows.append(
             _verifier_row(4, name, program.codec, test_puzzles, test_answers, samples, log_probs, report)
         )
@@ -267,7 +267,7 @@ def run_sudoku(
         uniform = UniformFillImitator(9)
         constraint_samples = uniform.encode_answers(_human_answers(puzzles9, rng))  # uniform over solutions
         uniform_samples = sample_answers(uniform, uniform.encode_questions(puzzles9), 1)[1]
-        uniform_log_probs = [r.log_prob for r in exact(uniform, puzzles9, answers9)]
+        uniform_log_probs = [r.log_prob for r in exact(uniform, puzzles9, answers9).records]
         constraint_log_probs = [c.log_prob_exact for c in counting]
         for name, samples, log_probs in (
             ("constraint", constraint_samples, constraint_log_probs),

@@ -60,7 +60,7 @@ def test_stego_law_without_the_key_is_the_humans(float64):
     for m in range(4):
         imitator.message = lambda question, m=m: m
         imitator._cache.clear()
-        for r in exact(imitator, ["q000001"] * len(words), words):
+        for r in exact(imitator, ["q000001"] * len(words), words).records:
             total[r.answer] += math.exp(r.log_prob) / 4
     assert all(v == pytest.approx(1 / CANDIDATES) for v in total.values())
     assert expected_drop(0, 0.5) == 0.0 and expected_drop(3, 0.0) == math.inf

@@ -27,10 +27,10 @@ def test_uniform_fill_is_a_normalized_law_that_ignores_the_rules(float64):
         for i, d in zip(filled, digits):
             grid[i] = d
         fills.append("".join(grid))
-    values = [r.log_prob for r in exact(imitator, [puzzle] * len(fills), fills)]
+    values = [r.log_prob for r in exact(imitator, [puzzle] * len(fills), fills).records]
     assert values == pytest.approx([-len(filled) * math.log(4)] * len(fills))
     wrong_given = "4" + fills[0][1:]
-    assert exact(imitator, [puzzle], [wrong_given])[0].log_prob == -math.inf
+    assert exact(imitator, [puzzle], [wrong_given]).records[0].log_prob == -math.inf
     samples = imitator.sample([puzzle], num_samples=200)[0]
     assert all(len(s) == 16 and all(s[i] == c for i, c in enumerate(puzzle) if c != ".") for s in samples)
 
@@ -40,7 +40,7 @@ def test_constraint_imitator_is_uniform_over_solutions(float64):
     count = count_solutions(PUZZLE)
     draws = imitator.sample([PUZZLE], num_samples=100)[0]
     assert all(is_solution(PUZZLE, d) for d in draws)
-    values = [r.log_prob for r in exact(imitator, [PUZZLE] * 3, draws[:3])]
+    values = [r.log_prob for r in exact(imitator, [PUZZLE] * 3, draws[:3]).records]
     assert values == pytest.approx([-math.log(count)] * 3)
 
 

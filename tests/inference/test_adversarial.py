@@ -72,7 +72,9 @@ def test_sampled_log_prob_is_the_programs_own_log_prob(float64):
     questions = ["1+2", "13-4", "7+7"]
     answers, log_prob = sample_with_log_prob(imitator, imitator.encode_questions(questions))
     texts = answers.to_strings(CODEC)
-    expected = torch.tensor([r.log_prob for r in exact(imitator, questions, texts)], dtype=torch.float64)
+    expected = torch.tensor(
+        [r.log_prob for r in exact(imitator, questions, texts).records], dtype=torch.float64
+    )
     assert torch.allclose(log_prob.detach(), expected, atol=1e-9)
     assert log_prob.requires_grad  # the gradient flows into the program's parameters
 

@@ -14,7 +14,7 @@ from programs import CareImitator
 from retro.errors import RetroError
 from retro.humans import TypistHuman, make_human
 from retro.inference import AmortizedGuide, exact, importance
-from retro.inference.ais import ais, ais_with_diagnostics, sigmoid_schedule
+from retro.inference.ais import ais, sigmoid_schedule
 from retro.models import LatentSeq2Seq, Seq2Seq
 from retro.text import AlphabetCodec
 
@@ -119,8 +119,8 @@ def test_typist_agrees_with_exact_at_the_default_budget(float64):
     answers within 4 SE of the exact value."""
     human = make_human("typist").double()
     questions, answers = human.draw(200, seed=11)
-    truth, _ = _arrays(exact(human, questions, answers))
-    records = ais(human, questions, answers, proposal="prior")
+    truth, _ = _arrays(exact(human, questions, answers).records)
+    records = ais(human, questions, answers, proposal="prior").records
     estimate, stderr = _arrays(records)
     assert all(r.method == "ais[prior]" and r.kind == "estimate" for r in records)
     assert np.all(np.isfinite(estimate)) and np.all(stderr > 0)
@@ -136,15 +136,19 @@ def test_one_step_is_importance_sampling(float64):
     words = ["hello", "world", "there", "about", "other"]
     for proposal, guide in (("prior", None), ("guide", AmortizedGuide(human, hidden_dim=16).double())):
         torch.manual_seed(1)
-        reference = importance(human, words, words, guide=guide, proposal=proposal, num_particles=64)
+        reference = importance(human, words, words, guide=guide, proposal=proposal, num_particles=64).records
         torch.manual_seed(1)
-        one_step = ais(human, words, words, guide=guide, proposal=proposal, num_steps=1, num_chains=64)
+        one_step = ais(
+            human, words, words, guide=guide, proposal=proposal, num_steps=1, num_particles=64
+        ).records
         assert np.allclose(_arrays(one_step)[0], _arrays(reference)[0], rtol=0, atol=1e-10)
         assert one_step[0].method == f"ais[{proposal}]"
 
     questions, answers = human.draw(100, seed=12)
-    is_est, is_se = _arrays(importance(human, questions, answers, proposal="prior", num_particles=256))
-    ais_est, ais_se = _arrays(ais(human, questions, answers, num_steps=1, num_chains=256))
+    is_est, is_se = _arrays(
+        importance(human, questions, answers, proposal="prior", num_particles=256).records
+    )
+    ais_est, ais_se = _arrays(ais(human, questions, answers, num_steps=1, num_particles=256).records)
     assert _agree(ais_est, is_est, ais_se, is_se) >= 0.95
     assert _unbiased(ais_est, is_est, ais_se, is_se)
 
@@ -154,17 +158,18 @@ def test_step_sizes_adapt_toward_the_target_acceptance(float64):
     8-D latent with several leapfrog steps; a lower target gives lower acceptance."""
     human = make_human("typist").double()
     questions, answers = human.draw(50, seed=13)
-    _, acceptance = ais_with_diagnostics(human, questions, answers, num_steps=24, num_chains=32)
+    acceptance = ais(human, questions, answers, num_steps=24, num_particles=32).info.diagnostics["acceptance"]
     assert acceptance.shape == (50,)
     assert torch.all((acceptance >= 0.5) & (acceptance <= 0.95))
     assert abs(float(acceptance.mean()) - 0.8) < 0.05
-    _, low = ais_with_diagnostics(human, questions, answers, num_steps=24, num_chains=32, target_accept=0.6)
+    low = ais(human, questions, answers, num_steps=24, num_particles=32, target_accept=0.6)
+    low = low.info.diagnostics["acceptance"]
     assert abs(float(low.mean()) - 0.6) < 0.05
 
     imitator = LatentSeq2Seq(max_length=12, hidden_dim=16, latent_dim=8).double()
-    _, acceptance = ais_with_diagnostics(
-        imitator, questions[:10], answers[:10], num_steps=16, num_chains=16, leapfrog_steps=3
-    )
+    acceptance = ais(
+        imitator, questions[:10], answers[:10], num_steps=16, num_particles=16, leapfrog_steps=3
+    ).info.diagnostics["acceptance"]
     assert torch.all((acceptance >= 0.5) & (acceptance <= 0.95))
 
 
@@ -173,13 +178,14 @@ def test_two_continuous_sites_agree_with_exact_and_importance(float64):
     one Normal combination of them) and with prior importance sampling with many particles."""
     program, marginal = TwoLatentTypist().double(), OneLatentTypist().double()
     questions, answers = program.draw(60, seed=14)
-    truth, _ = _arrays(exact(marginal, questions, answers))
-    records, acceptance = ais_with_diagnostics(program, questions, answers, num_steps=32, num_chains=64)
+    truth, _ = _arrays(exact(marginal, questions, answers).records)
+    records, info = ais(program, questions, answers, num_steps=32, num_particles=64)
+    acceptance = info.diagnostics["acceptance"]
     estimate, stderr = _arrays(records)
     assert _agree(estimate, truth, stderr) >= 0.95
     assert _unbiased(estimate, truth, stderr)
     reference, reference_se = _arrays(
-        importance(program, questions, answers, proposal="prior", num_particles=20_000)
+        importance(program, questions, answers, proposal="prior", num_particles=20_000).records
     )
     assert _agree(estimate, reference, stderr, reference_se) >= 0.95
     assert _unbiased(estimate, reference, stderr, reference_se)
@@ -192,16 +198,16 @@ def test_discrete_latents_are_summed_out(float64):
     program = StyledTypist().double()
     questions, answers = program.draw(40, seed=15)
     per_style = [
-        math.log(p) + _arrays(exact(StyledTypist(style).double(), questions, answers))[0]
+        math.log(p) + _arrays(exact(StyledTypist(style).double(), questions, answers).records)[0]
         for style, p in enumerate(StyledTypist.style_probs)
     ]
     truth = np.logaddexp(*per_style)
-    estimate, stderr = _arrays(ais(program, questions, answers, num_steps=32, num_chains=64))
+    estimate, stderr = _arrays(ais(program, questions, answers, num_steps=32, num_particles=64).records)
     assert _agree(estimate, truth, stderr) >= 0.95
     assert _unbiased(estimate, truth, stderr)
     guide = AmortizedGuide(program, hidden_dim=16).double()
     guided, guided_se = _arrays(
-        ais(program, questions, answers, guide=guide, proposal="guide", num_chains=64)
+        ais(program, questions, answers, guide=guide, proposal="guide", num_particles=64).records
     )
     assert _agree(guided, truth, guided_se) >= 0.95
     assert _unbiased(guided, truth, guided_se)
@@ -210,9 +216,9 @@ def test_discrete_latents_are_summed_out(float64):
 def test_a_users_imitator_with_discrete_and_continuous_latents_runs(float64):
     program = CareImitator(AlphabetCodec("ab"), max_length=4).double()
     questions, answers = ["ab", "b", "a"], ["ab", "", "bba"]
-    estimate, stderr = _arrays(ais(program, questions, answers, num_steps=8, num_chains=32))
+    estimate, stderr = _arrays(ais(program, questions, answers, num_steps=8, num_particles=32).records)
     reference, reference_se = _arrays(
-        importance(program, questions, answers, proposal="prior", num_particles=4000)
+        importance(program, questions, answers, proposal="prior", num_particles=4000).records
     )
     assert np.all(np.abs(estimate - reference) <= 4 * np.sqrt(stderr**2 + reference_se**2) + 1e-9)
 
@@ -221,25 +227,27 @@ def test_memory_bound_does_not_change_results(float64):
     """Chunks of answers and of chains (max_rows below num_chains) still agree with exact within their error."""
     human = make_human("typist").double()
     questions, answers = human.draw(20, seed=16)
-    truth, _ = _arrays(exact(human, questions, answers))
-    estimate, stderr = _arrays(ais(human, questions, answers, num_steps=16, num_chains=48, max_rows=20))
+    truth, _ = _arrays(exact(human, questions, answers).records)
+    estimate, stderr = _arrays(
+        ais(human, questions, answers, num_steps=16, num_particles=48, max_rows=20).records
+    )
     assert _agree(estimate, truth, stderr) >= 0.9
 
 
 def test_impossible_answers_and_programs_without_continuous_latents(float64):
     human = make_human("typist").double()
-    records = ais(human, ["hello", "cat"], ["HELLO", "cat"], num_steps=4, num_chains=8)
+    records = ais(human, ["hello", "cat"], ["HELLO", "cat"], num_steps=4, num_particles=8).records
     assert records[0].log_prob == -math.inf and math.isfinite(records[1].log_prob)
 
     model = Seq2Seq(max_length=8, hidden_dim=16)
-    assert ais(model, ["q"], ["ab"])[0].kind == "exact"
+    assert ais(model, ["q"], ["ab"]).records[0].kind == "exact"
     arithmetic = make_human("arithmetic").double()
     questions, answers = arithmetic.draw(5, seed=17)
-    scored, acceptance = ais_with_diagnostics(arithmetic, questions, answers)
+    scored, info = ais(arithmetic, questions, answers)
     assert [(r.log_prob, r.kind) for r in scored] == [
-        (r.log_prob, r.kind) for r in exact(arithmetic, questions, answers)
+        (r.log_prob, r.kind) for r in exact(arithmetic, questions, answers).records
     ]
-    assert torch.all(acceptance.isnan())
+    assert info.method == "exact" and "acceptance" not in info.diagnostics
 
 
 def test_bad_settings_are_clear_errors():
@@ -248,8 +256,8 @@ def test_bad_settings_are_clear_errors():
         ais(human, ["hello"], ["helo"], proposal="guide")
     with pytest.raises(RetroError, match="unknown proposal"):
         ais(human, ["hello"], ["helo"], proposal="mixture")
-    with pytest.raises(RetroError, match="num_chains must be a positive integer"):
-        ais(human, ["hello"], ["helo"], num_chains=0)
+    with pytest.raises(RetroError, match="num_particles must be a positive integer"):
+        ais(human, ["hello"], ["helo"], num_particles=0)
     with pytest.raises(RetroError, match="target_accept"):
         ais(human, ["hello"], ["helo"], target_accept=1.0)
     with pytest.raises(RetroError, match="vector-valued discrete latent sites \\(switches\\)"):

@@ -50,7 +50,7 @@ def test_without_annealing_it_is_minus_the_elbo(data, float64):
     q, a = imitator.encode_questions(questions[:40]), imitator.encode_answers(answers[:40])
     with torch.no_grad():
         values = torch.stack([objective(q, a) for _ in range(100)])
-    records = elbo(imitator, questions[:40], answers[:40], guide=guide, num_particles=400)
+    records = elbo(imitator, questions[:40], answers[:40], guide=guide, num_particles=400).records
     mc = -sum(r.log_prob for r in records) / 40
     mc_se = math.sqrt(sum(r.stderr**2 for r in records)) / 40
     se = math.hypot(values.std().item() / 10, mc_se)

@@ -116,7 +116,7 @@ def test_human_decodes_to_its_intended_answer_which_is_its_most_probable(float64
     """ "2+3": "5" is the arithmetic human's most probable answer (marginally, by exact log p) and its 1-best."""
     human = make_human("arithmetic")
     candidates = ["5", "2+3=5", "", "6", "55", "4", "5="]
-    log_p = [r.log_prob for r in exact(human, ["2+3"] * len(candidates), candidates)]
+    log_p = [r.log_prob for r in exact(human, ["2+3"] * len(candidates), candidates).records]
     assert max(zip(log_p, candidates))[1] == "5"
     assert [h.answer for h in beam_search(human, ["2+3", "12-19"])] == ["5", "-7"]
 

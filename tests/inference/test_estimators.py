@@ -24,8 +24,10 @@ def test_prior_importance_agrees_with_exact(name, float64):
     """Acceptance: K=2000 prior IS within 4 SE of exact for >= 95% of 200 answers; mean |error| <= 0.05."""
     human = make_human(name).double()
     questions, answers = human.draw(200, seed=1)
-    truth, _ = _arrays(exact(human, questions, answers))
-    estimate, stderr = _arrays(importance(human, questions, answers, proposal="prior", num_particles=2000))
+    truth, _ = _arrays(exact(human, questions, answers).records)
+    estimate, stderr = _arrays(
+        importance(human, questions, answers, proposal="prior", num_particles=2000).records
+    )
     assert np.all(np.isfinite(truth))
     assert np.mean(np.abs(estimate - truth) <= 4 * stderr + 1e-12) >= 0.95
     assert np.mean(np.abs(estimate - truth)) <= 0.05
@@ -56,8 +58,8 @@ def test_elbo_is_below_exact(name, trained_guides, float64):
     """Acceptance: elbo <= exact + 4 SE for every answer (a -inf ELBO is a valid bound)."""
     human, guide = trained_guides[name]
     questions, answers = human.draw(200, seed=1)
-    truth, _ = _arrays(exact(human, questions, answers))
-    bound, stderr = _arrays(elbo(human, questions, answers, guide=guide, num_particles=100))
+    truth, _ = _arrays(exact(human, questions, answers).records)
+    bound, stderr = _arrays(elbo(human, questions, answers, guide=guide, num_particles=100).records)
     finite = np.isfinite(bound)
     assert np.all(bound[finite] <= truth[finite] + 4 * stderr[finite])
     assert np.all(bound[~finite] == -np.inf)
@@ -72,8 +74,10 @@ def test_guided_importance_agrees_with_exact(name, proposal, trained_guides, flo
     wrong (weights p/q of ~1e10 on the style it rarely proposes), which the defensive mixture guards against."""
     human, guide = trained_guides[name]
     questions, answers = human.draw(100, seed=3)
-    truth, _ = _arrays(exact(human, questions, answers))
-    records = importance(human, questions, answers, guide=guide, proposal=proposal, num_particles=1000)
+    truth, _ = _arrays(exact(human, questions, answers).records)
+    records = importance(
+        human, questions, answers, guide=guide, proposal=proposal, num_particles=1000
+    ).records
     estimate, stderr = _arrays(records)
     assert np.all([r.method == f"importance[{proposal}]" and r.kind == "estimate" for r in records])
     assert np.mean(np.abs(estimate - truth)) <= 0.05
@@ -102,18 +106,20 @@ def test_enumeration_matches_manual_sum(float64):
         fn = human.answer_distribution(intended[:, style], torch.tensor(rate))
         terms.append(np.log(prob) + fn.log_prob(a.tokens))
     manual = torch.stack(terms).logsumexp(0)
-    assert torch.allclose(torch.tensor([r.log_prob for r in exact(human, questions, answers)]), manual)
+    assert torch.allclose(
+        torch.tensor([r.log_prob for r in exact(human, questions, answers).records]), manual
+    )
 
 
 def test_memory_bound_does_not_change_results(float64):
     """Chunking is invisible: exact is identical and IS agrees within its error for any max_rows."""
     human = make_human("typist").double()
     questions, answers = human.draw(20, seed=6)
-    big = [r.log_prob for r in exact(human, questions, answers, max_rows=100_000)]
-    small = [r.log_prob for r in exact(human, questions, answers, max_rows=3000)]
+    big = [r.log_prob for r in exact(human, questions, answers, max_rows=100_000).records]
+    small = [r.log_prob for r in exact(human, questions, answers, max_rows=3000).records]
     assert np.allclose(big, small, rtol=0, atol=1e-12)
     chunked, stderr = _arrays(
-        importance(human, questions, answers, proposal="prior", num_particles=500, max_rows=64)
+        importance(human, questions, answers, proposal="prior", num_particles=500, max_rows=64).records
     )
     assert np.mean(np.abs(chunked - np.array(big)) <= 4 * stderr) >= 0.9
 
@@ -122,7 +128,7 @@ def test_program_without_latents_is_scored_exactly():
     from retro.models import Seq2Seq
 
     model = Seq2Seq(max_length=8, hidden_dim=16)
-    records = importance(model, ["q"], ["ab"], proposal="prior", num_particles=100)
+    records = importance(model, ["q"], ["ab"], proposal="prior", num_particles=100).records
     assert records[0].kind == "exact" and records[0].stderr == 0.0
 
 

@@ -75,7 +75,9 @@ def test_value_is_minus_the_expected_importance_estimate(name, discrete, float64
     with torch.no_grad():
         values = torch.tensor([-objective(q, a).item() for _ in range(repeats)])
     assert values[-1].item() == objective.last["iwae"]
-    records = importance(program, QUESTIONS * repeats, ANSWERS * repeats, guide=guide, num_particles=8)
+    records = importance(
+        program, QUESTIONS * repeats, ANSWERS * repeats, guide=guide, num_particles=8
+    ).records
     estimates = torch.tensor([r.log_prob for r in records]).reshape(repeats, len(ANSWERS)).mean(1)
     stderr = math.sqrt(values.var() / repeats + estimates.var() / repeats)
     assert abs(values.mean() - estimates.mean()) < 4 * stderr, (values.mean(), estimates.mean(), stderr)
@@ -85,7 +87,7 @@ def test_enumerated_mixture_value_is_exact_log_likelihood():
     program, _ = tiny_program("mixture")
     guide = AmortizedGuide(program, hidden_dim=16)
     loss = IWAEObjective(program, guide, num_particles=8)(*encoded(program))
-    exact_mean = sum(r.log_prob for r in exact(program, QUESTIONS, ANSWERS)) / len(ANSWERS)
+    exact_mean = sum(r.log_prob for r in exact(program, QUESTIONS, ANSWERS).records) / len(ANSWERS)
     assert loss.item() == pytest.approx(-exact_mean, abs=1e-5)
 
 
@@ -222,7 +224,7 @@ def test_training_improves_heldout_log_prob():
     guide = AmortizedGuide(imitator, hidden_dim=16)
 
     def heldout():
-        records = importance(imitator, hq, ha, guide=guide, num_particles=64)
+        records = importance(imitator, hq, ha, guide=guide, num_particles=64).records
         return torch.tensor([r.log_prob for r in records]), torch.tensor([r.stderr for r in records])
 
     before, before_se = heldout()
@@ -244,7 +246,7 @@ def test_training_improves_heldout_log_prob():
 def test_without_latents_it_is_the_exact_log_likelihood():
     program = make_imitator("seq2seq", codec=AlphabetCodec("ab"), max_length=3, hidden_dim=16)
     loss = IWAEObjective(program, None)(*encoded(program))
-    exact_mean = sum(r.log_prob for r in exact(program, QUESTIONS, ANSWERS)) / len(ANSWERS)
+    exact_mean = sum(r.log_prob for r in exact(program, QUESTIONS, ANSWERS).records) / len(ANSWERS)
     assert loss.item() == pytest.approx(-exact_mean, abs=1e-5)
     imitator, guide = small_latent()
     with pytest.raises(RetroError, match="does not propose the latent sites"):

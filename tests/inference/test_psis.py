@@ -36,14 +36,13 @@ def test_inference_data_export_round_trips_the_weights():
     import torch
 
     from retro.humans import make_human
-    from retro.inference.importance import importance_with_weights
+    from retro.inference import importance
     from retro.inference.psis import to_inference_data
 
     human = make_human("typist")
     questions, answers = human.draw(6, seed=0)
-    records, log_weights = importance_with_weights(
-        human, questions, answers, proposal="prior", num_particles=80
-    )
+    records, info = importance(human, questions, answers, proposal="prior", num_particles=80)
+    log_weights = info.log_weights
     idata = to_inference_data(log_weights, records)
     stored = torch.tensor(idata.sample_stats.log_weights.values[0])
     assert torch.equal(stored, log_weights.double())

@@ -24,7 +24,7 @@ def test_training_improves_exact_heldout_log_prob(name, data):
         name, max_length=16, hidden_dim=48, **({"num_styles": 3} if name == "mixture" else {})
     )
     guide = AmortizedGuide(imitator, hidden_dim=32) if name == "mixture" else None
-    before = summarize(exact(imitator, hq, ha))
+    before = summarize(exact(imitator, hq, ha).records)
     report = train(
         imitator,
         q,
@@ -33,7 +33,7 @@ def test_training_improves_exact_heldout_log_prob(name, data):
         heldout=(hq, ha),
         config=TrainConfig(steps=150, eval_every=75, progress=False),
     )
-    after = summarize(exact(imitator, hq, ha))
+    after = summarize(exact(imitator, hq, ha).records)
     # an improvement of many standard errors of the held-out mean, measured exactly (not by the estimator)
     assert after.log_prob_mean - before.log_prob_mean > 4 * (after.stderr + before.stderr)
     assert report.best_heldout == max(row["heldout_log_prob"] for row in report.history)
@@ -133,15 +133,19 @@ def test_dropout_acts_in_training_steps_only(data):
     torch.manual_seed(0)
     imitator = make_imitator("seq2seq", max_length=16, hidden_dim=32, decoder="attention", dropout=0.5)
     q, a = heldout[0][:5], heldout[1][:5]
-    thinned = [r.log_prob for r in exact(imitator, q, a)]
-    assert thinned != [r.log_prob for r in exact(imitator, q, a)]  # training mode: a new mask per call
+    thinned = [r.log_prob for r in exact(imitator, q, a).records]
+    assert thinned != [
+        r.log_prob for r in exact(imitator, q, a).records
+    ]  # training mode: a new mask per call
     config = TrainConfig(steps=30, batch_size=16, eval_every=10, eval_answers=20, progress=False)
     report = train(imitator, questions, answers, heldout=heldout, config=config)
     assert not imitator.training and not any(m.training for m in imitator.modules())
-    assert [r.log_prob for r in exact(imitator, q, a)] == [r.log_prob for r in exact(imitator, q, a)]
+    assert [r.log_prob for r in exact(imitator, q, a).records] == [
+        r.log_prob for r in exact(imitator, q, a).records
+    ]
     # The best evaluation scored the restored parameters in eval mode: scoring them again gives its value.
     best = next(row for row in report.history if row["step"] == report.best_step)
-    heldout_mean = summarize(exact(imitator, heldout[0][:20], heldout[1][:20])).log_prob_mean
+    heldout_mean = summarize(exact(imitator, heldout[0][:20], heldout[1][:20]).records).log_prob_mean
     assert heldout_mean == pytest.approx(best["heldout_log_prob"], abs=1e-5)
     with pytest.raises(RetroError, match=r"dropout must be in \[0, 1\), got 1.0"):
         make_imitator("seq2seq", dropout=1.0)

@@ -131,9 +131,13 @@ def test_sample_frequencies_match_log_prob(name, float64):
     samples = program.sample(questions[:1], num_samples=n)[0]
     counts = {s: samples.count(s) for s in set(samples)}
     top = sorted(counts, key=counts.get, reverse=True)[:5]
-    estimates = exact(program, questions[:1] * len(top), top) if _has_exact(program, questions) else None
+    estimates = (
+        exact(program, questions[:1] * len(top), top).records if _has_exact(program, questions) else None
+    )
     if estimates is None:  # several continuous latents: integrate them out with prior particles
-        estimates = importance(program, questions[:1] * len(top), top, proposal="prior", num_particles=3000)
+        estimates = importance(
+            program, questions[:1] * len(top), top, proposal="prior", num_particles=3000
+        ).records
     for answer, estimate in zip(top, estimates):
         p = math.exp(estimate.log_prob)
         # binomial sampling error of the frequency plus the estimator's own error (delta method)
@@ -156,12 +160,12 @@ def test_every_estimator_runs(name):
     answers = [s[0] for s in program.sample(questions)]
     guide = AmortizedGuide(program, hidden_dim=8, example=(questions[:1], answers[:1]))
     results = [
-        importance(program, questions, answers, guide=guide, proposal=p, num_particles=30)
+        importance(program, questions, answers, guide=guide, proposal=p, num_particles=30).records
         for p in ("guide", "prior", "mixture")
     ]
-    results.append(elbo(program, questions, answers, guide=guide, num_particles=30))
+    results.append(elbo(program, questions, answers, guide=guide, num_particles=30).records)
     if _has_exact(program, questions):
-        results.append(exact(program, questions, answers))
+        results.append(exact(program, questions, answers).records)
     for records in results:
         assert len(records) == len(answers)
         for record in records:
@@ -181,11 +185,13 @@ def test_save_load_round_trip(name, tmp_path):
     loaded = load_trained(tmp_path / "ckpt")
     answers = [program.codec.decode([0]), program.codec.decode([1, 0])]
     torch.manual_seed(0)
-    before = importance(program, questions, answers, guide=guide, proposal="mixture", num_particles=10)
+    before = importance(
+        program, questions, answers, guide=guide, proposal="mixture", num_particles=10
+    ).records
     torch.manual_seed(0)
     after = importance(
         loaded.imitator, questions, answers, guide=loaded.guide, proposal="mixture", num_particles=10
-    )
+    ).records
     assert [r.log_prob for r in before] == [r.log_prob for r in after]
     assert loaded.info == {"note": "test"}
 

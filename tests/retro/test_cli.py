@@ -160,9 +160,9 @@ def test_score_exports_inference_data(trained_dir, capsys, tmp_path):
     assert code == 0 and log_weights.shape == (4, 50)
     assert abs(khat.values - idata.constant_data.khat.values).max() < 1e-12
     code, _, err = run(
-        capsys, f"score --model {trained_dir} --data human:arithmetic --method elbo --out {target}"
+        capsys, f"score --model human:typist --data human:typist --n 3 --method exact --out {target}"
     )
-    assert code == 2 and "use it with --method importance" in err
+    assert code == 2 and "drew no importance weights" in err
 
 
 def test_compare_json_and_plot(capsys, tmp_path):

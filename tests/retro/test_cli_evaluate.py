@@ -40,7 +40,7 @@ def test_evaluate_the_human_against_its_own_answers(capsys):
     pairs = load_pairs("human:arithmetic", n=60, seed=3)
     assert result["num_answers"] == 60 and result["num_questions"] == len(set(pairs.questions))
     # No estimation error: the human's log p is exact (its style latent is summed out).
-    truth = [r.log_prob for r in exact(make_human("arithmetic"), pairs.questions, pairs.answers)]
+    truth = [r.log_prob for r in exact(make_human("arithmetic"), pairs.questions, pairs.answers).records]
     assert math.isclose(result["log_prob_mean"], sum(truth) / 60, rel_tol=1e-12)
     tokens = sum(len(a.encode()) + 1 for a in pairs.answers)
     assert math.isclose(result["perplexity_per_token"], math.exp(-sum(truth) / tokens), rel_tol=1e-9)

@@ -22,7 +22,7 @@ from retro.verifiers import Verifier, verifier_from_spec
 
 def test_finite_program_scores_candidates_and_nothing_else(float64):
     program = FiniteProgram(lambda q: [(q + "a", 0.0), (q + "bb", math.log(3)), ("", 0.0)], max_length=6)
-    values = [r.log_prob for r in exact(program, ["x"] * 4, ["xa", "xbb", "", "xb"])]
+    values = [r.log_prob for r in exact(program, ["x"] * 4, ["xa", "xbb", "", "xb"]).records]
     assert values[:3] == pytest.approx([math.log(1 / 5), math.log(3 / 5), math.log(1 / 5)])
     assert values[3] == -math.inf
 
@@ -44,11 +44,11 @@ def test_tempered_program_is_normalized_and_sharpens(float64):
     ]
     for temperature in (0.5, 2.0):
         values = torch.tensor(
-            [r.log_prob for r in exact(tempered(human, temperature), ["go"] * len(strings), strings)]
+            [r.log_prob for r in exact(tempered(human, temperature), ["go"] * len(strings), strings).records]
         )
         assert values.logsumexp(0).exp().item() == pytest.approx(1.0, abs=1e-6)
-    cold, hot = (exact(tempered(human, t), ["go"], ["go"])[0].log_prob for t in (0.5, 2.0))
-    assert cold > exact(human, ["go"], ["go"])[0].log_prob > hot
+    cold, hot = (exact(tempered(human, t), ["go"], ["go"]).records[0].log_prob for t in (0.5, 2.0))
+    assert cold > exact(human, ["go"], ["go"]).records[0].log_prob > hot
     assert tempered(human, 1.0) is human
     with pytest.raises(RetroError, match="temperature must be > 0"):
         tempered(human, 0.0)
@@ -64,7 +64,7 @@ def test_tempered_attention_imitator_keeps_its_memory_and_codecs(float64):
     assert cold.question_codec == program.question_codec != cold.codec
     strings = [program.codec.decode(s) for n in range(4) for s in itertools.product(range(2), repeat=n)]
     for question in questions:
-        log_p = torch.tensor([r.log_prob for r in exact(cold, [question] * len(strings), strings)])
+        log_p = torch.tensor([r.log_prob for r in exact(cold, [question] * len(strings), strings).records])
         assert float(log_p.exp().sum()) == pytest.approx(1.0, abs=1e-9)
     assert len(cold.sample(questions, num_samples=2)) == 2
 
