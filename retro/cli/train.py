@@ -248,7 +248,9 @@ def _check_settings(args, source: str | None) -> None:
 def _restored_verifier(saved, given, state_dir: str):
     """Only flags the user types name code: a saved ``module:function`` must be typed again with --verifier."""
     if saved is not None and not _text(saved):
-        raise RetroError(f"setting 'verifier' in {state_dir} must be a verifier name, got {type(saved).__name__}")
+        raise RetroError(
+            f"setting 'verifier' in {state_dir} must be a verifier name, got {type(saved).__name__}"
+        )
     if saved is None or given == saved or (saved in VERIFIERS and given is None):
         if saved is None and given is not None:
             raise RetroError(f"--verifier {given!r}: the run saved in {state_dir} had no verifier")
