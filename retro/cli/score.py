@@ -90,8 +90,6 @@ def score_records(
 
 
 def run(args) -> int:
-    if args.out and args.out.endswith(".nc") and args.method != "importance":
-        raise RetroError("--out FILE.nc holds importance weights: use it with --method importance")
     if not args.out:
         return _run(args)
     inputs = [data_file(args.data), None if args.model.startswith("human:") else args.model]

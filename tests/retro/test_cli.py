@@ -160,9 +160,10 @@ def test_score_exports_inference_data(trained_dir, capsys, tmp_path):
     assert code == 0 and log_weights.shape == (4, 50)
     assert abs(khat.values - idata.constant_data.khat.values).max() < 1e-12
     code, _, err = run(
-        capsys, f"score --model human:typist --data human:typist --n 3 --method exact --out {target}"
+        capsys,
+        f"score --model human:typist --data human:typist --n 3 --method exact --out {target} --overwrite",
     )
-    assert code == 2 and "drew no importance weights" in err
+    assert code == 2 and "drew no importance weights" in err and target.exists()  # the previous file is kept
 
 
 def test_compare_json_and_plot(capsys, tmp_path):
