@@ -62,6 +62,7 @@ from retro.inference.sites import LatentSite, latent_sites, sample_sites
 from retro.inference.streams import KeyedSampling, keyed_normals, keyed_uniforms, site_key
 from retro.inference.weighted import records_from_log_weights
 from retro.inference.weights import DEFAULT_MAX_ROWS, length_buckets
+from retro.memory import check_allocation
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 
 __all__ = [
@@ -398,6 +399,11 @@ def run_chains(
     chains_per_chunk = max(1, min(num_chains, max_rows // enumerated))
     answers_per_chunk = max(1, max_rows // (chains_per_chunk * enumerated))
     num_answers = len(a_batch)
+    # Chunks honour max_rows; the kept weights and step-size traces are whole: checked before they are allocated.
+    check_allocation(
+        8 * num_answers * (num_chains + num_steps),
+        f"{label} with {num_chains} chains for {num_answers} answers (every chain's log weight is kept)",
+    )
     log_w = torch.empty(num_chains, num_answers, dtype=torch.float64)
     acceptance = torch.zeros(num_answers, dtype=torch.float64)
     used = torch.empty(max(num_steps - 1, 0), num_answers, dtype=torch.float64)

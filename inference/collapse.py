@@ -132,11 +132,12 @@ class CollapseAwareELBO(nn.Module):
                 f"KL annealing and free bits are for continuous latents; {', '.join(discrete)} is discrete "
                 "(train it with the default objective or --objective iwae, which sum it out)"
             )
-        kl_weight(1, schedule, warmup, cycle, ratio)  # validates the schedule name
-        if warmup < 1 or cycle < 1 or not 0 < ratio <= 1 or free_bits < 0:
+        if not (warmup >= 1 and cycle >= 1 and 0 < ratio <= 1 and 0 <= free_bits < math.inf):  # NaN fails too
             raise RetroError(
-                f"bad collapse settings: warmup {warmup}, cycle {cycle}, ratio {ratio}, free_bits {free_bits}"
+                f"bad collapse settings: warmup {warmup}, cycle {cycle}, ratio {ratio}, free_bits {free_bits} "
+                "(warmup and cycle >= 1, 0 < ratio <= 1, free bits finite and >= 0)"
             )
+        kl_weight(1, schedule, warmup, cycle, ratio)  # validates the schedule name
         self.imitator, self.guide = imitator, guide
         self.schedule, self.warmup, self.cycle, self.ratio, self.free_bits = (
             schedule,

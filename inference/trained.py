@@ -8,8 +8,8 @@ from typing import Any, NamedTuple
 import torch
 
 from retro.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from retro.errors import RetroError
 from retro.inference.guides import AmortizedGuide
+from retro.memory import checked_build
 from retro.models import HOW_TO_REGISTER, IMITATORS, Imitator, imitator_from_config, needs_base
 
 __all__ = ["TrainedImitator", "save_trained", "load_trained"]
@@ -83,10 +83,12 @@ def load_trained(
         imitator.load_trained_state(_part(tensors, "imitator."))
         guide = None
         if config.get("guide") is not None:
-            guide = AmortizedGuide.from_config(imitator, config["guide"])
+            guide = checked_build(lambda: AmortizedGuide.from_config(imitator, config["guide"]), "the guide")
             guide.load_state_dict(_part(tensors, "guide."))
-    except (KeyError, TypeError, RuntimeError, RetroError) as e:
-        message = str(e).splitlines()[0]
+    # Whatever a config.json holds (wrong types, shapes, sizes) is reported in one line; construction from a
+    # checked config raises nothing else.
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, RuntimeError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"checkpoint {str(directory)!r} does not match its config: {message}") from None
     imitator.to(device).eval()  # eval mode: no dropout when it is scored or sampled
     if guide is not None:

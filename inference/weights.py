@@ -19,6 +19,7 @@ from tqdm import tqdm
 from retro.errors import RetroError
 from retro.inference.sites import sample_sites, trace_log_prob
 from retro.inference.streams import KeyedSampling
+from retro.memory import check_allocation
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 
@@ -33,6 +34,7 @@ __all__ = [
     "DEFAULT_MAX_ROWS",
 ]
 
+BYTES_PER_WEIGHT = 8  # float64 at most
 DEFAULT_MAX_ROWS = 8192  # particle x answer rows decoded at once
 
 
@@ -226,6 +228,11 @@ def sampled_log_weights(
     (shared by the sampling estimators)."""
     if guide_fraction > 0 and guide is None:
         raise RetroError(f"{label} needs a trained guide; this model has none (use the prior proposal)")
+    # Every particle's weight is kept (for k-hat and the ESS): [K, B] and one chunk's copy, checked up front.
+    check_allocation(
+        2 * BYTES_PER_WEIGHT * num_particles * len(answers),
+        f"{label} with {num_particles} particles for {len(answers)} answers (every log weight is kept)",
+    )
     q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
     with tqdm(
         total=num_particles * len(answers), desc=label, unit="row", disable=not progress, leave=False

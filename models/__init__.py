@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from retro.errors import RetroError
+from retro.memory import checked_build
 from retro.models.base import Imitator
 from retro.models.latent import LatentSeq2Seq
 from retro.models.lm import LanguageModel, PersonaLM, SoftPromptLM
@@ -97,12 +98,22 @@ def load_imitator_plugins() -> list[str]:
 
 def make_imitator(name: str, **hyperparameters: Any) -> Imitator:
     """A fresh imitator by its registered name (see ``retro imitators``)."""
-    if name not in IMITATORS:
+    if not isinstance(name, str) or name not in IMITATORS:
         raise UnknownImitatorError(
             f"unknown imitator {name!r} (registered: {', '.join(sorted(IMITATORS))}); to use your own, "
             + HOW_TO_REGISTER
         )
-    return IMITATORS[name](**hyperparameters)
+    cls = IMITATORS[name]
+    try:
+        if needs_base(name):  # its size is its base's, already loaded; nothing in a config scales it
+            return cls(**hyperparameters)
+        # sizes come from flags and files: checked on the meta device before anything is allocated
+        return checked_build(lambda: cls(**hyperparameters), f"imitator {name!r}")
+    except RetroError:
+        raise
+    except (TypeError, ValueError) as e:  # e.g. hidden_dim 0, a string where a number belongs
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RetroError(f"imitator {name!r}: {message}") from None
 
 
 def accepted_hyperparameters(name: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +128,7 @@ def accepted_hyperparameters(name: str, hyperparameters: dict[str, Any]) -> dict
 
 def needs_base(name: str) -> bool:
     """Whether built-in imitator ``name`` is built on a pretrained language model (``--base DIR``)."""
-    return bool(getattr(IMITATORS.get(name), "needs_base", False))
+    return isinstance(name, str) and bool(getattr(IMITATORS.get(name), "needs_base", False))
 
 
 def imitator_from_config(config: dict[str, Any], base: Any = None) -> Imitator:
@@ -125,6 +136,8 @@ def imitator_from_config(config: dict[str, Any], base: Any = None) -> Imitator:
 
     ``base`` (a model directory or :class:`retro.lm.LMBase`) is required by the language-model imitators, and must
     be the base they were built on (same weights hash); the others ignore it."""
+    if not isinstance(config, dict):
+        raise RetroError(f"an imitator's config must be a JSON object, got {type(config).__name__}")
     config = dict(config)
     name = config.get("imitator")
     if needs_base(name):

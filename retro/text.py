@@ -81,7 +81,12 @@ class ByteCodec(Codec):
     num_symbols = 256
 
     def encode(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
+        try:
+            return list(text.encode("utf-8"))
+        except UnicodeEncodeError as e:  # a lone surrogate: not text, so it has no UTF-8 bytes
+            raise CodecError(
+                f"{_preview(text)} holds a lone surrogate U+{ord(text[e.start]):04X} at position {e.start} (not text)"
+            ) from None
 
     def decode(self, ids: Sequence[int]) -> str:
         # Samples can be any byte sequence; show invalid UTF-8 rather than failing.
@@ -179,6 +184,10 @@ class SymbolCodec(Codec):
 
 
 def codec_from_config(config: dict[str, Any]) -> Codec:
+    if not isinstance(config, dict):
+        raise CodecError(
+            f"a codec's config must be a JSON object, got {type(config).__name__} {_preview(str(config))}"
+        )
     kind = config.get("type")
     if kind == "bytes":
         return ByteCodec()
@@ -190,7 +199,7 @@ def codec_from_config(config: dict[str, Any]) -> Codec:
         from retro.pieces import PieceCodec  # a module of its own that builds on this one
 
         return PieceCodec(config["pieces"])
-    raise CodecError(f"unknown codec type {kind!r} in config {config}")
+    raise CodecError(f"unknown codec type {kind!r} in config {_preview(str(config))}")
 
 
 @dataclass(frozen=True)

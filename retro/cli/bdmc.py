@@ -6,7 +6,7 @@ import random
 
 from retro.cli.common import add_base, add_seed, load_model, seed_everything, write_records
 from retro.cli.progress import add_quiet, show_progress
-from retro.data import load_pairs
+from retro.data import data_file, load_pairs
 from retro.errors import RetroError
 from retro.inference.bdmc import DEFAULT_BDMC_CHAINS, DEFAULT_CONFIDENCE
 
@@ -56,8 +56,13 @@ def _questions(args, model) -> list[str]:
         rng = random.Random(args.seed)
         return [model.program.draw_question(rng) for _ in range(args.n)]
     spec = model.info.get("data") if model.info else None
-    if not spec:
+    if not isinstance(spec, str) or not spec:
         raise RetroError("give --questions: this model does not record the data it was trained on")
+    if data_file(spec) is not None:  # a checkpoint is untrusted: retro opens no path read from one
+        raise RetroError(
+            f"give --questions: this model was trained on the file {spec!r}, and retro opens no path read from a "
+            "checkpoint"
+        )
     return load_pairs(spec, n=args.n, seed=args.seed).questions
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any, NamedTuple, TextIO
@@ -22,7 +23,9 @@ __all__ = [
     "write_records",
     "add_seed",
     "add_base",
+    "seed_everything",
     "json_ready",
+    "printable",
     "FORMATS",
 ]
 
@@ -52,7 +55,12 @@ def load_model(spec: str, device: str = "cpu", base: str | None = None) -> Loade
 def load_data(spec: str, program: StringProgram, n: int | None, seed: int) -> Pairs:
     """``--data`` checked against the model's codec and maximum length (errors name the line)."""
     pairs = load_pairs(spec, n=n, seed=seed)
-    pairs.validate(program.codec, program.max_length, program.question_codec)
+    pairs.validate(
+        program.codec,
+        program.max_length,
+        program.question_codec,
+        getattr(program, "max_question_length", None),
+    )
     return pairs
 
 
@@ -80,14 +88,29 @@ def add_seed(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
+MAX_SEED = 2**63 - 1
+
+
 def seed_everything(seed: int) -> None:
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise RetroError(f"--seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
     torch.manual_seed(seed)
+
+
+# C0 and C1 control characters and DEL: shown escaped in tables, so text from a data set cannot drive the
+# reader's terminal (ESC sequences, the 8-bit CSI).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown as its Python escape (``\\x1b``), for terminal output."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}"
-    return "" if value is None else str(value)
+    return "" if value is None else printable(str(value))
 
 
 def write_records(records: Iterable[dict[str, Any]], fmt: str, out: TextIO | None = None) -> None:
@@ -109,7 +132,8 @@ def write_records(records: Iterable[dict[str, Any]], fmt: str, out: TextIO | Non
     if fmt != "table":
         raise RetroError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     cells = [[_cell(r[c]) for c in columns] for r in records]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+    header = [printable(str(c)) for c in columns]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(header)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(header, widths)).rstrip() + "\n")
     for row in cells:
         out.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")

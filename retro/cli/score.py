@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from retro.atomic import atomic_open, atomic_write
 from retro.cli.common import (
     FORMATS,
     add_base,
@@ -14,10 +15,13 @@ from retro.cli.common import (
     write_records,
 )
 from retro.cli.progress import add_quiet, show_progress
+from retro.data import data_file
 from retro.errors import RetroError
 from retro.inference import estimate, method_names, registrations, summarize
 from retro.inference.scoring import DEFAULT_CHUNK_SIZE
 from retro.inference.weights import DEFAULT_MAX_ROWS
+from retro.outlock import lock_output
+from retro.safepaths import check_output_file
 
 
 def register(subparsers) -> None:
@@ -70,6 +74,7 @@ def register(subparsers) -> None:
         help="write to this file instead of stdout; FILE.nc: ArviZ InferenceData with the log weights "
         "(default: stdout)",
     )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.add_argument(
         "--max-rows",
         type=int,
@@ -154,7 +159,12 @@ def run(args) -> int:
 
     world = join_from_environment()
     try:
-        return _run(args, world)
+        if not args.out:
+            return _run(args, world)
+        inputs = [data_file(args.data), None if args.model.startswith("human:") else args.model]
+        check_output_file(args.out, args.overwrite, inputs)  # before any work
+        with lock_output(args.out, directory=False):  # rank 0 holds it, for the whole run (.partial included)
+            return _run(args, world)
     finally:
         leave()
 
@@ -250,10 +260,11 @@ def _run_in_memory(args, model) -> int:
             )
         from retro.inference.psis import to_inference_data
 
-        to_inference_data(info.log_weights, records).to_netcdf(args.out)
+        data = to_inference_data(info.log_weights, records)
+        atomic_write(args.out, data.to_netcdf)
     rows = [r.to_dict() for r in records + (info.certified or [])]
     if args.out and not netcdf:
-        with open(args.out, "w", encoding="utf-8", newline="") as f:
+        with atomic_open(args.out, "w", encoding="utf-8", newline="") as f:
             write_records(rows, args.format, f)
     elif not netcdf:
         write_records(rows, args.format)

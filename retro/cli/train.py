@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 from pathlib import Path
 
-from retro.checkpoint import CONFIG_FILE
-from retro.cli.common import add_seed, load_data, seed_everything
-from retro.data import load_pairs, split_pairs
+import torch
+
+from retro.cli.common import MAX_SEED, add_seed, load_data, seed_everything
+from retro.data import data_file, load_pairs, split_pairs
 from retro.datasets import codecs_for, recommended_settings
 from retro.errors import RetroError
+from retro.inference.run_directory import (
+    HISTORY_FILE,
+    STATE_DIR,
+    check_run_directory,
+    clear_previous_run,
+    open_history,
+)
 from retro.inference.train import COSINE_FINAL_FRACTION, LR_SCHEDULES
 from retro.lm.finetune import FINETUNE_MODES
 from retro.nets import DECODERS
+from retro.outlock import lock_output
+from retro.safepaths import check_output_directory, refuse_symlink
 from retro.text import ByteCodec
+from retro.verifiers import VERIFIERS
 
 DEFAULT_STEPS = 2000  # without --minutes; with it, as many steps as the time allows
 MAX_LENGTH_MARGIN = (
@@ -153,7 +163,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--objective",
-        choices=("retrodiction", "iwae", "adversarial", "mixed"),
+        choices=OBJECTIVES,
         default="retrodiction",
         help="retrodiction: the ELBO; iwae: the importance-weighted bound (DReG gradients); adversarial; mixed",
     )
@@ -162,7 +172,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--kl-anneal",
-        choices=("none", "linear", "cyclical"),
+        choices=KL_SCHEDULES,
         default=None,
         help=f"retrodiction: KL annealing schedule (with a closed-form KL per dimension) {_default('kl_anneal')}",
     )
@@ -240,8 +250,8 @@ def register(subparsers) -> None:
     p.set_defaults(run=run)
 
 
-STATE_DIR = "state"  # inside --out: the training state that --resume continues from
-HISTORY_FILE = "history.jsonl"
+OBJECTIVES = ("retrodiction", "iwae", "adversarial", "mixed")
+KL_SCHEDULES = ("none", "linear", "cyclical")
 SETTINGS = (  # what a resumed run takes from the saved one
     "imitator",
     "data",
@@ -283,29 +293,138 @@ SETTINGS = (  # what a resumed run takes from the saved one
 )  # never --base: a path the run would open; --resume is given it again
 
 
+def _integer(low: int, high: int = MAX_SEED):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _number(low: float, high: float = math.inf, open_high: bool = False):
+    def check(v) -> bool:
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            return False
+        return low <= v < high if open_high else low <= v <= high
+
+    return check
+
+
+def _one_of(choices):
+    return lambda v: isinstance(v, str) and v in choices
+
+
+def _text(v) -> bool:
+    return isinstance(v, str) and "\0" not in v
+
+
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
+POSITIVE = _integer(1)
+# What each setting may be, whether typed or restored from a saved state: data (numbers, names from retro's own
+# tables), never code. Settings that older states lack may be None.
+SETTING_RULES = {
+    "imitator": (_text, "a built-in imitator"),  # make_imitator names the built-in ones
+    "data": (_text, "a data spec"),
+    "heldout": (_optional(_text), "a data spec"),
+    "out": (_optional(_text), "a directory"),
+    "n": (_optional(POSITIVE), "an integer >= 1"),
+    "batch_size": (POSITIVE, "an integer >= 1"),
+    "lr": (_number(0), "a finite number >= 0"),
+    "lr_schedule": (_optional(_one_of(LR_SCHEDULES)), f"one of {', '.join(LR_SCHEDULES)}"),
+    "eval_every": (POSITIVE, "an integer >= 1"),
+    "max_length": (POSITIVE, "an integer >= 1"),
+    "hidden_dim": (POSITIVE, "an integer >= 1"),
+    "latent_dim": (_optional(POSITIVE), "an integer >= 1"),
+    "num_styles": (_optional(POSITIVE), "an integer >= 1"),
+    "decoder": (_optional(_one_of(DECODERS)), f"one of {', '.join(DECODERS)}"),
+    "dropout": (_optional(_number(0, 1, open_high=True)), "a number in [0, 1)"),
+    "codec": (_optional(_one_of(("auto", "bytes"))), "auto or bytes"),
+    "objective": (_one_of(OBJECTIVES), f"one of {', '.join(OBJECTIVES)}"),
+    "adversarial_weight": (_number(-math.inf), "a finite number"),
+    "verifier": (_optional(_text), "a verifier name"),
+    "disc_lr": (_number(0), "a finite number >= 0"),
+    "device": (_text, "a device name"),
+    "seed": (_integer(0), "an integer from 0 to 2**63 - 1"),
+    "train_particles": (_optional(POSITIVE), "an integer >= 1"),
+    "kl_anneal": (_optional(_one_of(KL_SCHEDULES)), f"one of {', '.join(KL_SCHEDULES)}"),
+    "kl_warmup": (_optional(POSITIVE), "an integer >= 1"),
+    "kl_cycle": (_optional(POSITIVE), "an integer >= 1"),
+    "free_bits": (_optional(_number(0)), "a finite number >= 0"),
+    "checkpoint_every": (POSITIVE, "an integer >= 1"),
+    "patience": (_optional(POSITIVE), "an integer >= 1"),
+    "steps": (_optional(POSITIVE), "an integer >= 1"),
+    "minutes": (_optional(_number(0)), "a finite number > 0"),
+    "slices": (_optional(POSITIVE), "an integer >= 1"),
+    "template": (_optional(_text), "a prompt template"),
+    "finetune": (_optional(_one_of(FINETUNE_MODES)), f"one of {', '.join(FINETUNE_MODES)}"),
+    "lora_rank": (_optional(POSITIVE), "an integer >= 1"),
+    "persona": (_optional(lambda v: isinstance(v, list) and all(map(_text, v))), "a list of persona texts"),
+    "prompt_length": (_optional(POSITIVE), "an integer >= 1"),
+}
+
+
+def _check_settings(args, source: str | None) -> None:
+    """Every setting valid (``source``: where saved settings came from; ``None``: typed flags)."""
+    for key, (check, expected) in SETTING_RULES.items():
+        value = getattr(args, key, None)
+        if not check(value) or (key == "minutes" and value is not None and value <= 0):
+            name = f"--{key.replace('_', '-')}" if source is None else f"setting {key!r} in {source}"
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise RetroError(f"{name} must be {expected}, got {shown}")
+
+
+def _restored_verifier(saved, given, state_dir: str):
+    """Only flags the user types name code: a saved ``module:function`` must be typed again with --verifier."""
+    if saved is not None and not _text(saved):
+        raise RetroError(
+            f"setting 'verifier' in {state_dir} must be a verifier name, got {type(saved).__name__}"
+        )
+    if saved is None or given == saved or (saved in VERIFIERS and given is None):
+        if saved is None and given is not None:
+            raise RetroError(f"--verifier {given!r}: the run saved in {state_dir} had no verifier")
+        return saved
+    if given is None:
+        raise RetroError(
+            f"the run saved in {state_dir} used the verifier {saved!r}, which names code: a resumed run imports "
+            f"nothing a file names; give --verifier {saved} again if you trust it"
+        )
+    raise RetroError(f"--verifier {given!r} differs from the saved run's verifier {saved!r}")
+
+
 def _resumed_settings(args):
     """The saved run's settings and state; --steps (the new total) and --minutes replace the saved ones."""
     from retro.inference.train_state import load_train_state
 
-    state, info = load_train_state(Path(args.resume) / STATE_DIR)
+    state_dir = Path(args.resume) / STATE_DIR
+    refuse_symlink(state_dir, "the training state")
+    state, info = load_train_state(state_dir)
     saved = info.get("settings")
     if not isinstance(saved, dict):
         raise RetroError(f"{args.resume}: the training state does not record the run's settings")
     args.saved_base_sha256 = saved.get("base_sha256")
-    given_steps, given_minutes = args.steps, args.minutes
+    given = {key: getattr(args, key) for key in ("steps", "minutes", "data", "heldout", "verifier")}
     for key in SETTINGS:
         setattr(args, key, saved.get(key))
     args.out = args.resume
     for key, value in DEFAULTS.items():  # a run saved before the setting existed
         if getattr(args, key) is None:
             setattr(args, key, value)
-    args.steps = given_steps if given_steps is not None else args.steps
+    for key in ("data", "heldout"):  # a resumed run opens no path read from its state: files are typed again
+        if given[key] is not None:
+            setattr(args, key, given[key])
+        elif isinstance(saved.get(key), str) and data_file(saved[key]) is not None:
+            raise RetroError(
+                f"the run saved in {state_dir} read --{key} {saved[key]!r}: a resumed run opens no path read from "
+                f"its state; give --{key} again"
+            )
+    args.verifier = _restored_verifier(saved.get("verifier"), given["verifier"], str(state_dir))
+    args.steps = given["steps"] if given["steps"] is not None else args.steps
+    args.minutes = given["minutes"] if given["minutes"] is not None else args.minutes
+    _check_settings(args, str(state_dir))
     if args.patience is not None and state.evaluations_since_best >= args.patience:
         raise RetroError(
             f"{args.resume} stopped early (no better held-out log p in {args.patience} evaluations); "
             "there is nothing to resume"
         )
-    args.minutes = given_minutes if given_minutes is not None else args.minutes
     if args.steps is not None and args.steps <= state.step:
         raise RetroError(f"{args.resume} already ran {state.step} steps; give --steps above that to continue")
     if args.steps is None and state.seconds >= 60 * args.minutes:
@@ -377,9 +496,36 @@ def run(args) -> int:
 
     world = join_from_environment()
     try:
-        return _run(args, world)
+        return _locked_run(args, world) if world.is_main else _run(args, world)
     finally:
         leave()
+
+
+def _locked_run(args, world) -> int:
+    """Rank 0: check --out, hold its lock for the whole run (a second run into it fails at once), then train."""
+    if not args.resume:
+        missing = [f"--{k}" for k in ("imitator", "data", "out") if getattr(args, k) is None]
+        if missing:
+            raise RetroError(f"give {', '.join(missing)} (or --resume DIR)")
+    elif not Path(args.resume).is_dir():
+        raise RetroError(f"--resume: no checkpoint directory at {args.resume!r}")
+    out = Path(args.resume or args.out)
+    inputs = [data_file(spec) for spec in (args.data, args.heldout) if spec]
+    check_output_directory(out, inputs, "--resume" if args.resume else "--out")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RetroError(f"cannot create --out {str(out)!r}: {e.strerror or e}") from None
+    try:
+        with lock_output(out, directory=True):
+            return _run(args, world)
+    finally:
+        if created:  # a run that failed before writing anything leaves no empty directory behind
+            try:
+                out.rmdir()
+            except OSError:
+                pass
 
 
 def _run(args, world) -> int:
@@ -395,21 +541,14 @@ def _run(args, world) -> int:
     from retro.models import accepted_hyperparameters, make_imitator, needs_base
     from retro.verifiers import verifier_from_spec
 
-    state = None
+    state, replacing = None, False
     if args.resume:
         state = _resumed_settings(args)
+        refuse_symlink(Path(args.resume) / HISTORY_FILE, "in --resume,")
     else:
-        missing = [f"--{k}" for k in ("imitator", "data", "out") if getattr(args, k) is None]
-        if missing:
-            raise RetroError(f"give {', '.join(missing)} (or --resume DIR)")
-        if (Path(args.out) / CONFIG_FILE).exists() and not args.overwrite:
-            raise RetroError(f"{args.out} already holds a checkpoint; pass --overwrite to replace it")
-        if args.overwrite and world.is_main:  # never let --resume pick up the replaced run's state
-            shutil.rmtree(Path(args.out) / STATE_DIR, ignore_errors=True)
+        # rank 0 alone looks at what --out holds (the others would see its first writes)
+        replacing = world.is_main and check_run_directory(args.out, args.overwrite)
     out = Path(args.out)
-    for name, value in (("--checkpoint-every", args.checkpoint_every), ("--patience", args.patience)):
-        if value is not None and value < 1:
-            raise RetroError(f"{name} must be >= 1, got {value}")
     if args.objective in ("retrodiction", "iwae") and args.verifier:
         raise RetroError("--verifier is for the adversarial and mixed objectives")
     verifier = verifier_from_spec(args.verifier) if args.verifier else None
@@ -433,6 +572,7 @@ def _run(args, world) -> int:
     pairs = load_pairs(args.data, n=args.n, seed=args.seed)
     if state is None:
         _settle_settings(args, pairs, answer_codec, world.is_main)
+        _check_settings(args, None)
     try:
         if base is not None:
             imitator = make_imitator(args.imitator, **_language_model_options(args, base))
@@ -536,6 +676,13 @@ def _run(args, world) -> int:
     def checkpoint(train_state) -> None:
         save_train_state(out / STATE_DIR, train_state, {"settings": settings})
 
+    if state is not None:
+        from retro.inference.train_state import check_resumable
+
+        modules = {"imitator": imitator, "guide": guide}
+        if isinstance(objective, torch.nn.Module):
+            modules["objective"] = objective
+        check_resumable(Path(args.resume) / STATE_DIR, state, modules, len(train_pairs))
     if not world.is_main:  # the other ranks train in step with rank 0 and write nothing
         train(
             imitator,
@@ -549,10 +696,9 @@ def _run(args, world) -> int:
             world=world,
         )
         return 0
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / HISTORY_FILE, "w", encoding="utf-8") as log:  # one line per evaluation, as they come
-        for row in state.history if state is not None else []:
-            log.write(json.dumps(row) + "\n")
+    if replacing:  # only now that the inputs are checked; never let --resume pick up the replaced run's state
+        clear_previous_run(out)
+    with open_history(out, state.history if state is not None else []) as log:  # one line per evaluation
 
         def append(row) -> None:
             log.write(json.dumps(row) + "\n")

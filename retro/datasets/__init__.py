@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from retro.data import DataError
 from retro.datasets import cmudict_g2p
+from retro.errors import DataError
 from retro.text import Codec
 
 __all__ = [

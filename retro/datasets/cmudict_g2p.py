@@ -20,7 +20,7 @@ import functools
 import hashlib
 import re
 
-from retro.data import DataError
+from retro.errors import DataError
 from retro.text import AlphabetCodec, Codec, SymbolCodec
 
 __all__ = [

@@ -46,17 +46,17 @@ def test_a_kill_between_the_two_writes_leaves_the_previous_checkpoint(tmp_path, 
     write_checkpoint(tmp_path / "c", {"a": torch.ones(2)}, {"v": 1})
     from retro import checkpoint
 
-    real = checkpoint._atomic_write
+    real = checkpoint.atomic_write
 
     def die_on_config(path, write):
         if path.name == "config.json":
             raise KeyboardInterrupt  # as if killed between the two renames
         real(path, write)
 
-    monkeypatch.setattr(checkpoint, "_atomic_write", die_on_config)
+    monkeypatch.setattr(checkpoint, "atomic_write", die_on_config)
     with pytest.raises(KeyboardInterrupt):
         write_checkpoint(tmp_path / "c", {"a": torch.zeros(2)}, {"v": 2})
-    monkeypatch.setattr(checkpoint, "_atomic_write", real)
+    monkeypatch.setattr(checkpoint, "atomic_write", real)
     tensors, config = read_checkpoint(tmp_path / "c")
     assert config == {"v": 1} and torch.equal(tensors["a"], torch.ones(2))
     write_checkpoint(tmp_path / "c", {"a": torch.full((2,), 3.0)}, {"v": 3})

@@ -43,7 +43,7 @@ def test_train_writes_checkpoint_and_history(trained_dir):
 
 def test_train_refuses_to_overwrite(trained_dir, capsys):
     code, _, err = run(capsys, f"train --imitator latent --data human:arithmetic --out {trained_dir}")
-    assert code == 2 and "already holds a checkpoint" in err and err.count("\n") == 1
+    assert code == 2 and "already holds config.json" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("proposal", ["guide", "prior", "mixture"])
@@ -140,6 +140,9 @@ def test_demo_smoke(tmp_path, capsys):
         "importance[guide]",
         "importance[prior]",
         "importance[mixture]",
+        "marginal[guide]",
+        "marginal[prior]",
+        "marginal[mixture]",
         "ais[guide]",
     ]
     assert (tmp_path / "demo" / "estimators.png").stat().st_size > 10_000
@@ -164,9 +167,10 @@ def test_score_exports_inference_data(trained_dir, capsys, tmp_path):
     assert code == 0 and log_weights.shape == (4, 50)
     assert abs(khat.values - idata.constant_data.khat.values).max() < 1e-12
     code, _, err = run(
-        capsys, f"score --model human:typist --data human:typist --n 3 --method exact --out {target}"
+        capsys,
+        f"score --model human:typist --data human:typist --n 3 --method exact --out {target} --overwrite",
     )
-    assert code == 2 and "drew no importance weights" in err
+    assert code == 2 and "drew no importance weights" in err and target.exists()  # the previous file is kept
 
 
 def test_compare_json_and_plot(capsys, tmp_path):
