@@ -149,12 +149,14 @@ class LMDecoder(nn.Module):
             pieces.append(
                 self._prompt_group([rows[i] for i in group], group, len(prompts), width, prefix, device)
             )
+        # groups are longest first, so even a single group may hold its rows out of order: always put them back
         inverse = torch.empty(len(order), dtype=torch.long)
         inverse[torch.tensor(order)] = torch.arange(len(order))
-        inverse = inverse.to(device)
+        inverse = None if order == sorted(order) else inverse.to(device)
 
         def joined(parts):
-            return torch.cat(parts, 0).index_select(0, inverse) if len(parts) > 1 else parts[0]
+            whole = torch.cat(parts, 0) if len(parts) > 1 else parts[0]
+            return whole if inverse is None else whole.index_select(0, inverse)
 
         layers = len(pieces[0][0])
         return PromptCache(

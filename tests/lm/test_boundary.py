@@ -69,20 +69,31 @@ def test_bos_comes_first_where_the_model_expects_it(load_tiny):
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_padding_side_and_batch_size_do_not_change_the_numbers(load_tiny, kind):
-    """float32: left vs right padding, and one answer at a time vs all together, within 1e-5 nats."""
+    """float32: left vs right padding, and one answer at a time vs all together, within 1e-5 nats.
+
+    The second batch is one length group (its prompts run together) with the shorter prompt first."""
     base = load_tiny(kind, torch.float32)
-    questions = ["what is two plus three", "hi", "the cat sat on a mat and the dog ran", "", "hi"]
-    answers = ["five", "hello world", "", "a bird in a tree", "the"]
-    together = {}
-    for side in ("left", "right"):
-        imitator = LanguageModel(base, template="Q: {question}\nA: ", padding_side=side, max_length=16)
-        together[side] = torch.tensor([r.log_prob for r in exact(imitator, questions, answers).records])
-    one_at_a_time = torch.tensor(
-        [exact(imitator, [q], [a]).records[0].log_prob for q, a in zip(questions, answers)]
-    )
-    assert torch.allclose(together["left"], together["right"], atol=1e-5, rtol=0)
-    assert torch.allclose(together["left"], one_at_a_time, atol=1e-5, rtol=0)
-    assert torch.isfinite(together["left"]).all()
+    batches = [
+        (
+            ["what is two plus three", "hi", "the cat sat on a mat and the dog ran", "", "hi"],
+            ["five", "hello world", "", "a bird in a tree", "the"],
+        ),
+        (
+            ["the cat sat on a mat and the dog", "the cat sat on a mat and the dog ran"],
+            ["five", "hello world"],
+        ),
+    ]
+    for questions, answers in batches:
+        together = {}
+        for side in ("left", "right"):
+            imitator = LanguageModel(base, template="Q: {question}\nA: ", padding_side=side, max_length=16)
+            together[side] = torch.tensor([r.log_prob for r in exact(imitator, questions, answers).records])
+        one_at_a_time = torch.tensor(
+            [exact(imitator, [q], [a]).records[0].log_prob for q, a in zip(questions, answers)]
+        )
+        assert torch.allclose(together["left"], together["right"], atol=1e-5, rtol=0)
+        assert torch.allclose(together["left"], one_at_a_time, atol=1e-5, rtol=0), questions
+        assert torch.isfinite(together["left"]).all()
 
 
 def test_the_codec_round_trips_exactly_or_says_why(load_tiny, lm_dirs):
