@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/retro demo --out demo-output
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile  # one worker per core of the 2-core CI machine
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

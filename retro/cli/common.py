@@ -80,7 +80,7 @@ def add_base(parser) -> None:
         "--base",
         default=None,
         metavar="DIR",
-        help="language-model imitators: the base model directory it was trained on (local, safetensors weights)",
+        help="language-model imitators: the base model directory it was trained on (local, safetensors weights; default: none)",
     )
 
 

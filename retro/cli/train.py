@@ -212,12 +212,14 @@ def register(subparsers) -> None:
         default=None,
         metavar="DIR",
         help="language-model imitators (lm, lm-persona, lm-soft-prompt): the base model directory (local, "
-        "safetensors weights; never recorded in the checkpoint, so give it again to every command, --resume too)",
+        "safetensors weights; never recorded in the checkpoint, so give it again to every command, --resume too; "
+        "default: none)",
     )
     p.add_argument(
         "--template",
         default=None,
-        help="language-model imitators: the prompt, with a {question} slot (trailing whitespace belongs to the answer)",
+        help="language-model imitators: the prompt, with a {question} slot (trailing whitespace belongs to the answer; "
+        "default: retro.lm.DEFAULT_TEMPLATE)",
     )
     p.add_argument(
         "--finetune",
@@ -232,10 +234,13 @@ def register(subparsers) -> None:
         action="append",
         default=None,
         metavar="TEXT",
-        help="lm-persona: one persona text read before the prompt (repeat for each persona)",
+        help="lm-persona: one persona text read before the prompt (repeat for each persona; default: none)",
     )
     p.add_argument(
-        "--prompt-length", type=int, default=None, help="lm-soft-prompt: number of soft-prompt embeddings"
+        "--prompt-length",
+        type=int,
+        default=None,
+        help="lm-soft-prompt: number of soft-prompt embeddings (default: the imitator's)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
     p.add_argument(
