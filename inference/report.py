@@ -164,5 +164,5 @@ def plot_report(report: ImitatorReport, path, title: str = "imitator report") ->
     axes[2].set(ylim=(0, 1), ylabel="held-out accuracy", title="two-sample tests (0.5: indistinguishable)")
     fig.suptitle(f"{title}: log p {report.log_prob_mean:.3f} ± {report.log_prob_stderr:.3f} nats per answer")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)

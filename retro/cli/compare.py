@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 from tqdm import tqdm
 
+from retro.atomic import atomic_write
 from retro.cli.common import add_base, add_seed, load_data, load_model, seed_everything, write_records
 from retro.cli.progress import add_quiet, show_progress
+from retro.data import data_file
 from retro.errors import RetroError
+from retro.safepaths import check_output_file
 
 
 def register(subparsers) -> None:
@@ -43,6 +45,7 @@ def register(subparsers) -> None:
         help="write a PNG of error (or estimate) against seconds per answer (default: none)",
     )
     p.add_argument("--device", default="cpu")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --plot file")
     add_quiet(p)
     add_seed(p)
     add_base(p)
@@ -94,13 +97,15 @@ def plot_comparison(path: str, rows) -> None:
     )
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 
 def run(args) -> int:
     from retro.inference.compare import compare, default_methods
 
+    if args.plot:  # before any work
+        check_output_file(args.plot, args.overwrite, [data_file(args.data)], flag="--plot")
     seed_everything(args.seed)
     model = load_model(args.model, args.device, base=args.base)
     pairs = load_data(args.data, model.program, args.n, args.seed)
@@ -135,6 +140,5 @@ def run(args) -> int:
     else:
         write_records(rows, "table")
     if args.plot:
-        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-        plot_comparison(args.plot, result.rows)
+        atomic_write(args.plot, lambda tmp: plot_comparison(tmp, result.rows))
     return 0

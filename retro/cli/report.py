@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+from retro.atomic import atomic_write
 from retro.cli.common import add_base, add_seed, json_ready, load_data, load_model, seed_everything
 from retro.cli.progress import add_quiet, show_progress
+from retro.data import data_file
+from retro.safepaths import check_output_file
 
 
 def register(subparsers) -> None:
@@ -31,6 +34,7 @@ def register(subparsers) -> None:
     p.add_argument("--particles", type=int, default=500, help="importance particles per log p (default 500)")
     p.add_argument("--disc-steps", type=int, default=300, help="two-sample discriminator steps (default 300)")
     p.add_argument("--png", default=None, help="also save the report as a PNG figure here (default: none)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --png file")
     p.add_argument("--details", action="store_true", help="include per-question p-values and log p values")
     p.add_argument("--device", default="cpu")
     add_quiet(p)
@@ -43,6 +47,8 @@ def run(args) -> int:
     from retro.inference.report import imitator_report, plot_report
     from retro.verifiers import verifier_from_spec
 
+    if args.png:  # before any work
+        check_output_file(args.png, args.overwrite, [data_file(args.data)], flag="--png")
     seed_everything(args.seed)
     verifier = verifier_from_spec(args.verifier) if args.verifier else None  # bad specs fail before any work
     model = load_model(args.model, args.device, base=args.base)
@@ -60,6 +66,6 @@ def run(args) -> int:
         progress=show_progress(args),
     )
     if args.png:
-        plot_report(report, args.png, title=args.model)
+        atomic_write(args.png, lambda tmp: plot_report(report, tmp, title=args.model))
     print(json.dumps(json_ready({"model": args.model, "data": args.data, **report.to_dict(args.details)})))
     return 0

@@ -186,6 +186,25 @@ def test_compare_json_and_plot(capsys, tmp_path):
     assert plot.stat().st_size > 5_000
 
 
+def test_figures_are_not_overwritten_without_overwrite(capsys, tmp_path):
+    # compare --plot and report --png refuse an existing file before any work, and replace it only when told
+    for command, flag in (
+        ("compare --methods importance --budgets 5", "--plot"),
+        ("report --samples 2", "--png"),
+    ):
+        figure = tmp_path / f"{flag[2:]}.png"
+        figure.write_bytes(b"mine")
+        base = f"{command} --model human:typist --data human:typist --n 4 {flag} {figure}"
+        code, _, err = run(capsys, base)
+        assert code == 2 and "already exists" in err and figure.read_bytes() == b"mine", err
+        code, _, err = run(capsys, base + " --overwrite")
+        assert code == 0 and figure.read_bytes().startswith(b"\x89PNG"), err
+        code, _, err = run(
+            capsys, f"{command} --model human:typist --data human:typist --n 4 {flag} {tmp_path}/no/x.png"
+        )
+        assert code == 2 and "does not exist" in err, err
+
+
 def test_score_with_ais_and_bdmc(capsys):
     code, out, _ = run(
         capsys,
