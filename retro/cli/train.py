@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -688,18 +689,20 @@ def _run(args, world) -> int:
         if isinstance(objective, torch.nn.Module):
             modules["objective"] = objective
         check_resumable(Path(args.resume) / STATE_DIR, state, modules, len(train_pairs))
+    run_training = functools.partial(
+        train,
+        imitator,
+        train_pairs.questions,
+        train_pairs.answers,
+        guide=guide,
+        heldout=(heldout.questions, heldout.answers),
+        config=config,
+        objective=objective,
+        resume=state,
+        world=world,
+    )
     if not world.is_main:  # the other ranks train in step with rank 0 and write nothing
-        train(
-            imitator,
-            train_pairs.questions,
-            train_pairs.answers,
-            guide=guide,
-            heldout=(heldout.questions, heldout.answers),
-            config=config,
-            objective=objective,
-            resume=state,
-            world=world,
-        )
+        run_training()
         return 0
     if replacing:  # only now that the inputs are checked; never let --resume pick up the replaced run's state
         clear_previous_run(out)
@@ -709,20 +712,7 @@ def _run(args, world) -> int:
             log.write(json.dumps(row) + "\n")
             log.flush()
 
-        report = train(
-            imitator,
-            train_pairs.questions,
-            train_pairs.answers,
-            guide=guide,
-            heldout=(heldout.questions, heldout.answers),
-            config=config,
-            on_improve=save,
-            objective=objective,
-            on_evaluate=append,
-            on_checkpoint=checkpoint,
-            resume=state,
-            world=world,
-        )
+        report = run_training(on_improve=save, on_evaluate=append, on_checkpoint=checkpoint)
     _warn_unused_latents(report.history)
     print(
         json.dumps(

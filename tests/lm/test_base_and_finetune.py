@@ -178,7 +178,17 @@ def test_command_line_train_then_score_with_the_base_given_again(lm_dirs, tmp_pa
         == 2
     )
     assert "is not the one this was trained on" in capsys.readouterr().err
-    resume = ["train", "--resume", str(out), "--steps", "3", "--base", str(lm_dirs["llama"])]
+    resume = [
+        "train",
+        "--resume",
+        str(out),
+        "--steps",
+        "3",
+        "--base",
+        str(lm_dirs["llama"]),
+        "--data",
+        str(data),
+    ]
     assert main(resume) == 2 and "is not the base model" in capsys.readouterr().err
     assert main(["train", "--imitator", "lm", "--data", str(data), "--out", str(tmp_path / "x")]) == 2
     assert "give --base DIR" in capsys.readouterr().err
