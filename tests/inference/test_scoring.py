@@ -26,7 +26,7 @@ SCORE = "score --model human:typist --method importance --proposal prior --parti
 
 @pytest.fixture(scope="module")
 def answers_file(tmp_path_factory) -> Path:
-    questions, answers = make_human("typist").draw(60, seed=4)
+    questions, answers = make_human("typist").draw(600, seed=4)  # 100 chunks: a kill lands mid-run
     path = tmp_path_factory.mktemp("scoring") / "answers.jsonl"
     path.write_text(
         "".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in zip(questions, answers))
