@@ -25,6 +25,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--out", required=True, help="new directory for the model and tokenizer")
     parser.add_argument("--template", default="{question}: ", help="the prompt template retro train will use")
+    parser.add_argument(
+        "--merges-from",
+        choices=("all", "answers"),
+        default="all",
+        help="learn the BPE merges from the prompts and answers (default), or from the answers alone: then the "
+        "questions are spelled byte by byte (one token per letter) and, for CMUdict, every phoneme is one token",
+    )
     parser.add_argument("--vocab-size", type=int, default=512)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--width", type=int, default=256)
@@ -40,9 +47,9 @@ def main(argv=None) -> int:
     try:
         template = PromptTemplate.of(args.template)
         pairs = load_pairs(args.data)
-        texts = [template.render(q) for q in pairs.questions] + [
-            template.separator + a for a in pairs.answers
-        ]
+        texts = [template.separator + a for a in pairs.answers]
+        if args.merges_from == "all":
+            texts += [template.render(q) for q in pairs.questions]
         made = make_random_base(
             args.out, texts, args.vocab_size, args.layers, args.width, args.heads, args.positions, args.seed
         )
