@@ -9,11 +9,11 @@ import torch
 
 from retro.errors import RetroError
 from retro.inference.exact import exact
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, enumerated_log_weights, sampled_log_weights
 from retro.inference.registry import Registration, estimator, register
 from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
 from retro.inference.sites import latent_sites
-from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS, enumerated_log_weights, sampled_log_weights
+from retro.inference.weight_records import records_from_log_weights
 from retro.program import StringProgram
 
 __all__ = ["elbo", "DEFAULT_PARTICLES"]

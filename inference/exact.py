@@ -13,10 +13,10 @@ from pyro.distributions import Normal
 from pyro.infer import config_enumerate
 
 from retro.errors import RetroError
+from retro.inference.log_weights import DEFAULT_MAX_ROWS
 from retro.inference.registry import Registration, estimator, register
 from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
 from retro.inference.sites import LatentSite, base_distribution, joint_values, latent_sites, trace_log_prob
-from retro.inference.weights import DEFAULT_MAX_ROWS
 from retro.program import PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 

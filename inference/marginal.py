@@ -40,12 +40,12 @@ from retro.distributions import StringDistribution
 from retro.errors import RetroError
 from retro.inference.exact import exact, exact_log_prob_in_chunks
 from retro.inference.importance import PROPOSALS, guide_fraction_of, importance
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, log_weights
 from retro.inference.registry import Registration, estimator, register
 from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
 from retro.inference.sites import base_distribution, latent_sites
 from retro.inference.streams import KeyedSampling, keyed_uniforms, site_key
-from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
+from retro.inference.weight_records import records_from_log_weights
 from retro.program import ANSWER_SITE, StringProgram
 from retro.text import AlphabetCodec, ByteCodec, StringBatch, SymbolCodec
 from retro.tokenizations import TokenLattice, answer_bytes, sample_tokenizations

@@ -11,8 +11,8 @@ import pytest
 
 from retro.humans import make_human
 from retro.inference import Estimate, EstimateInfo, Registration, compare, estimator, register, unregister
-from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS, sampled_log_weights
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, sampled_log_weights
+from retro.inference.weight_records import records_from_log_weights
 
 STARTUP = 1.0
 CALLS: list[tuple[int, int]] = []

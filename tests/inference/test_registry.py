@@ -24,8 +24,8 @@ from retro.inference import (
     unregister,
 )
 from retro.inference.compare import compare
-from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS, sampled_log_weights
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, sampled_log_weights
+from retro.inference.weight_records import records_from_log_weights
 
 
 @estimator
