@@ -34,18 +34,17 @@ from pyro.distributions import TorchDistribution
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import _PYRO_STACK, get_plates
 from torch.distributions import constraints
-from tqdm import tqdm
 
 from retro.distributions import StringDistribution
 from retro.errors import RetroError
 from retro.inference.exact import exact, exact_log_prob_in_chunks
 from retro.inference.importance import PROPOSALS, guide_fraction_of, importance
-from retro.inference.log_weights import DEFAULT_MAX_ROWS, log_weights
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, sampled_log_weights
 from retro.inference.registry import Registration, estimator, register
 from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
 from retro.inference.sites import base_distribution, latent_sites
 from retro.inference.streams import KeyedSampling, keyed_uniforms, site_key
-from retro.inference.weight_records import records_from_log_weights
+from retro.inference.weight_records import estimate_from_log_weights
 from retro.program import ANSWER_SITE, StringProgram
 from retro.text import AlphabetCodec, ByteCodec, StringBatch, SymbolCodec
 from retro.tokenizations import TokenLattice, answer_bytes, sample_tokenizations
@@ -53,7 +52,6 @@ from retro.tokenizations import TokenLattice, answer_bytes, sample_tokenizations
 __all__ = [
     "exact_marginal",
     "marginal_importance",
-    "marginal_log_weights",
     "TokenizationProposal",
     "MAX_TOKENIZATIONS",
     "EXACT_NAME",
@@ -252,42 +250,16 @@ class TokenizationProposal(Messenger):
 
 
 class _ProposingTokenizations:
-    """A program whose model draws tokenizations through :class:`TokenizationProposal` (what ``log_weights``
-    needs of a program: its ``model``)."""
+    """``program`` as :func:`~retro.inference.log_weights.sampled_log_weights` sees it (its encoders and its
+    ``model``), with the model drawing tokenizations through :class:`TokenizationProposal`: the log weights are
+    then those of the joint proposal (latents from the guide/prior/mixture, then a tokenization, both from the
+    keyed streams when a seed is given), ``log p̂(string | z) + log p(z) - log r(z)`` with ``p̂`` the estimate of
+    :class:`TokenizationProposal`."""
 
     def __init__(self, program: StringProgram):
         self.proposal = TokenizationProposal(program.codec)
         self.model = self.proposal(program.model)
-
-
-@torch.no_grad()
-def marginal_log_weights(
-    program: StringProgram,
-    questions: StringBatch,
-    answers: StringBatch,
-    num_particles: int,
-    guide=None,
-    guide_fraction: float = 0.0,
-    max_rows: int = DEFAULT_MAX_ROWS,
-    progress=None,
-    seed: int | None = None,
-    answer_ids: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``Tensor[K, B]`` of log weights of the joint proposal (latents from the guide/prior/mixture, then a
-    tokenization, both from the keyed streams when ``seed`` is given): ``log p̂(string | z) + log p(z) - log r(z)``
-    with ``p̂`` the estimate of :class:`TokenizationProposal`."""
-    return log_weights(
-        _ProposingTokenizations(program),
-        questions,
-        answers,
-        num_particles,
-        guide,
-        guide_fraction,
-        max_rows,
-        progress,
-        seed,
-        answer_ids,
-    )
+        self.encode_questions, self.encode_answers = program.encode_questions, program.encode_answers
 
 
 @estimator
@@ -336,19 +308,20 @@ def marginal_importance(
             mixture_weight=mixture_weight,
         )
         return _as_marginal(result, method)
-    if fraction > 0 and guide is None:
-        raise RetroError(f"{method} needs a trained guide; this model has none (use the prior proposal)")
-    q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
-    with tqdm(
-        total=num_particles * len(answers), desc=method, unit="row", disable=not progress, leave=False
-    ) as bar:
-        log_w = marginal_log_weights(
-            program, q_batch, a_batch, num_particles, guide, fraction, max_rows, bar.update, seed, answer_ids
-        )
-    log_w = log_w.detach().to(torch.float64).cpu()
-    records = records_from_log_weights(log_w, questions, answers, method, "estimate")
-    records = [replace(record, target="marginal") for record in records]
-    return Estimate(records, EstimateInfo(method, num_particles, log_weights=log_w))
+    log_w = sampled_log_weights(
+        _ProposingTokenizations(program),
+        questions,
+        answers,
+        num_particles,
+        guide,
+        fraction,
+        max_rows,
+        progress,
+        method,
+        seed,
+        answer_ids,
+    )
+    return _as_marginal(estimate_from_log_weights(log_w, questions, answers, method, "estimate"), method)
 
 
 register(
