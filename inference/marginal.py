@@ -37,11 +37,11 @@ from torch.distributions import constraints
 
 from retro.distributions import StringDistribution
 from retro.errors import RetroError
-from retro.inference.exact import exact, exact_log_prob_in_chunks
+from retro.inference.exact import exact, exact_estimate, exact_log_prob_in_chunks
 from retro.inference.importance import PROPOSALS, guide_fraction_of, importance
 from retro.inference.log_weights import DEFAULT_MAX_ROWS, sampled_log_weights
 from retro.inference.registry import Registration, estimator, register
-from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
+from retro.inference.results import Estimate
 from retro.inference.sites import base_distribution, latent_sites
 from retro.inference.streams import KeyedSampling, keyed_uniforms, site_key
 from retro.inference.weight_records import estimate_from_log_weights
@@ -142,13 +142,7 @@ def exact_marginal(
     first = torch.cumsum(counts, 0) - counts
     table[owner_index, torch.arange(len(rows), device=device) - first[owner_index]] = per_row
     totals = table.logsumexp(-1)
-    counts = counts.tolist()
-    nan = float("nan")
-    records = [
-        AnswerEstimate(q, a, float(v), 0.0, nan, nan, c, EXACT_NAME, "exact", "marginal")
-        for q, a, v, c in zip(questions, answers, totals.tolist(), counts)
-    ]
-    return Estimate(records, EstimateInfo(EXACT_NAME, 0))
+    return exact_estimate(questions, answers, totals.tolist(), counts.tolist(), EXACT_NAME, "marginal")
 
 
 class _TokenizationWeight(TorchDistribution):
