@@ -149,6 +149,27 @@ def test_demo_smoke(tmp_path, capsys):
     assert "mean_abs_error" in out
 
 
+def test_demo_refuses_to_replace_its_outputs_without_overwrite(tmp_path, capsys):
+    out = tmp_path / "demo"
+    out.mkdir()
+
+    def on_disk():
+        return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+
+    (out / "estimators.png").write_bytes(b"an earlier run's plot")
+    for earlier in ({"estimators.png"}, {"estimators.png", "table.json"}):
+        before = on_disk()
+        assert set(before) == earlier
+        code, _, err = run(capsys, f"demo --smoke --out {out}")
+        assert code == 2 and "already exists; pass --overwrite to replace it" in err and "Training" not in err
+        assert on_disk() == before  # refused before any work: nothing written, nothing left behind
+        (out / "table.json").write_text("an earlier run's table")
+    code, _, _ = run(capsys, f"demo --smoke --out {out} --overwrite")
+    assert code == 0 and sorted(p.name for p in out.iterdir()) == ["estimators.png", "table.json"]
+    assert json.loads((out / "table.json").read_text())["rows"][0]["method"] == "exact"
+    assert (out / "estimators.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_entry_point_installed():
     result = subprocess.run([sys.executable, "-m", "retro.cli", "humans"], capture_output=True, text=True)
     assert result.returncode == 0 and "typist" in result.stdout
