@@ -69,13 +69,15 @@ def _spells_uniquely(codec) -> bool:
     return not hasattr(codec, "token_bytes") and isinstance(codec, (ByteCodec, AlphabetCodec, SymbolCodec))
 
 
-def _as_marginal(result: Estimate, method: str) -> Estimate:
+def _as_marginal(result: Estimate, method: str, keep_exact: bool = True) -> Estimate:
+    """A canonical estimator's ``result`` (one spelling per string) as the marginal estimator ``method``; with
+    ``keep_exact``, records (and an info) of a sampling estimator that were computed exactly keep their method."""
     records = [
-        replace(r, target="marginal", method=method if r.kind != "exact" else r.method)
+        replace(r, target="marginal", method=r.method if keep_exact and r.kind == "exact" else method)
         for r in result.records
     ]
-    info = replace(result.info, method=method if result.info.method != "exact" else result.info.method)
-    return Estimate(records, info)
+    keep = keep_exact and result.info.method == "exact"
+    return Estimate(records, replace(result.info, method=result.info.method if keep else method))
 
 
 def _lattice(program: StringProgram) -> TokenLattice:
@@ -108,8 +110,7 @@ def exact_marginal(
     symbols: one spelling per string) it is :func:`retro.inference.exact`."""
     if _spells_uniquely(program.codec):
         result = exact(program, questions, answers, max_rows=max_rows, seed=seed, answer_ids=answer_ids)
-        records = [replace(r, target="marginal", method=EXACT_NAME) for r in result.records]
-        return Estimate(records, replace(result.info, method=EXACT_NAME))
+        return _as_marginal(result, EXACT_NAME, keep_exact=False)
     lattice = _lattice(program)
     sites = latent_sites(program, questions[:1], answers[:1])
     rows, owner = [], []
