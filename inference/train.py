@@ -319,8 +319,7 @@ class _Run:
     def average(self, tensors: list[torch.Tensor]) -> None:
         """Replace each tensor by its mean over the step's slices (summed over ranks, divided by the slices)."""
         self.world.sum_(tensors)
-        for t in tensors:
-            t.div_(self.slices)
+        torch._foreach_div_(tensors, float(self.slices))  # one call for the list (the same numbers as div_)
 
     def _average_gradients(self, local_loss: torch.Tensor) -> float:
         grads = [p.grad for p in self.params if p.grad is not None]
