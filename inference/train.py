@@ -529,7 +529,7 @@ def train(
             ):
                 on_checkpoint(run.snapshot(step, clock()))
             patience = run.patience_spent()
-            if world.decide(patience or time.monotonic() > deadline):
+            if _may_stop(config, step, first_step) and world.decide(patience or time.monotonic() > deadline):
                 run.report.stopped_early = world.decide(patience)
                 break
         last_evaluated = bool(run.report.history) and run.report.history[-1]["step"] == step
@@ -543,6 +543,15 @@ def train(
     run.finish()
     run.report.steps, run.report.seconds = step, clock()
     return run.report
+
+
+def _may_stop(config: TrainConfig, step: int, first_step: int) -> bool:
+    """Whether rank 0 may decide to stop after ``step``, so every rank must ask it (a collective): with a time
+    budget, at every step; with patience, where an evaluation may have spent it (and at the first step, in case
+    a resumed state had spent it); else never before the last step (every rank knows that one)."""
+    if config.minutes is not None:
+        return True
+    return config.patience is not None and (step % config.eval_every == 0 or step == first_step)
 
 
 def _show(bar, run: _Run) -> None:
