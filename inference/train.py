@@ -8,6 +8,7 @@ ELBO is computed exactly (no score-function noise, non-zero gradients for the gu
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import math
@@ -152,6 +153,22 @@ def random_key(seed: int, *parts: int | str) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
+def _seed(key: int) -> None:
+    """``torch.manual_seed(key)``, less its per-call cost where CUDA is not in use: there it would record a stack
+    trace (milliseconds, at every step) to seed CUDA's generators if CUDA were ever started."""
+    if torch.cuda.is_initialized() or _other_accelerators():
+        torch.manual_seed(key)
+    else:
+        torch.default_generator.manual_seed(key)
+
+
+@functools.cache
+def _other_accelerators() -> bool:
+    """Whether a device other than the CPU and CUDA has generators ``torch.manual_seed`` seeds (MPS, XPU)."""
+    xpu = getattr(torch, "xpu", None)
+    return torch.backends.mps.is_available() or (xpu is not None and xpu.is_available())
+
+
 def _heldout_log_prob(imitator, guide, heldout, config: TrainConfig) -> tuple[float, float]:
     questions, answers = heldout
     questions, answers = list(questions[: config.eval_answers]), list(answers[: config.eval_answers])
@@ -235,7 +252,9 @@ class _Run:
         params = list(imitator.parameters()) + (list(guide.parameters()) if guide is not None else [])
         params = [p for p in params if p.requires_grad]  # a frozen base (language models) is not optimized
         self.params = params
-        self.optimizer = torch.optim.Adam(params, lr=config.learning_rate)
+        # foreach: one call updates every tensor (the same numbers as the per-tensor loop, a fraction of its
+        # per-step cost on a CPU, where PyTorch would loop over the tensors in Python)
+        self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, foreach=True)
         self.every_parameter = list(
             {id(p): p for m in modules.values() if m is not None for p in m.parameters()}.values()
         )
@@ -268,7 +287,7 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         local_loss = torch.zeros((), dtype=torch.float64)
         for s, part in self._my_slices(index):
-            torch.manual_seed(random_key(self.config.seed, "step", step, s))
+            _seed(random_key(self.config.seed, "step", step, s))
             loss = self.objective(questions[part], answers[part])
             if torch.isfinite(loss):
                 loss.backward()
@@ -300,8 +319,7 @@ class _Run:
     def average(self, tensors: list[torch.Tensor]) -> None:
         """Replace each tensor by its mean over the step's slices (summed over ranks, divided by the slices)."""
         self.world.sum_(tensors)
-        for t in tensors:
-            t.div_(self.slices)
+        torch._foreach_div_(tensors, float(self.slices))  # one call for the list (the same numbers as div_)
 
     def _average_gradients(self, local_loss: torch.Tensor) -> float:
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -323,7 +341,7 @@ class _Run:
         if not self.world.is_main:
             return
         _set_training(self.modules, False)  # dropout off: held-out scores are of the model, not a thinned one
-        torch.manual_seed(random_key(self.config.seed, "evaluate", step))
+        _seed(random_key(self.config.seed, "evaluate", step))
         row = self._evaluation_row(step, heldout, round(clock(), 2))
         self.report.history.append(row)
         if on_evaluate is not None:
@@ -386,6 +404,8 @@ class _Run:
         """Continue from ``state``; returns the first step to run."""
         _load_parameters(self.modules, state.parameters)
         self.optimizer.load_state_dict(state.optimizer)
+        for group in self.optimizer.param_groups:  # a state saved by an older retro says foreach=None
+            group["foreach"] = True
         self.position = _Position(
             order=state.order,
             cursor=state.cursor,
@@ -509,7 +529,7 @@ def train(
             ):
                 on_checkpoint(run.snapshot(step, clock()))
             patience = run.patience_spent()
-            if world.decide(patience or time.monotonic() > deadline):
+            if _may_stop(config, step, first_step) and world.decide(patience or time.monotonic() > deadline):
                 run.report.stopped_early = world.decide(patience)
                 break
         last_evaluated = bool(run.report.history) and run.report.history[-1]["step"] == step
@@ -523,6 +543,15 @@ def train(
     run.finish()
     run.report.steps, run.report.seconds = step, clock()
     return run.report
+
+
+def _may_stop(config: TrainConfig, step: int, first_step: int) -> bool:
+    """Whether rank 0 may decide to stop after ``step``, so every rank must ask it (a collective): with a time
+    budget, at every step; with patience, where an evaluation may have spent it (and at the first step, in case
+    a resumed state had spent it); else never before the last step (every rank knows that one)."""
+    if config.minutes is not None:
+        return True
+    return config.patience is not None and (step % config.eval_every == 0 or step == first_step)
 
 
 def _show(bar, run: _Run) -> None:

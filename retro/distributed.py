@@ -61,12 +61,9 @@ class World:
             return
         import torch.distributed as dist
 
-        flat = torch.cat([t.reshape(-1).to(self.device, torch.float64) for t in tensors])
+        flat = _flat_float64(tensors, self.device)
         dist.all_reduce(flat)
-        offset = 0
-        for t in tensors:
-            t.copy_(flat[offset : offset + t.numel()].reshape(t.shape).to(t.dtype))
-            offset += t.numel()
+        _copy_back(tensors, flat)
 
     def decide(self, flag: bool) -> bool:
         """Rank 0's ``flag``, on every rank (e.g. "the time budget is spent: stop after this step")."""
@@ -98,13 +95,10 @@ class World:
             return
         import torch.distributed as dist
 
-        flat = torch.cat([t.detach().reshape(-1).to(self.device, torch.float64) for t in tensors])
+        flat = _flat_float64(tensors, self.device)
         dist.broadcast(flat, src=0)
-        offset = 0
         with torch.no_grad():
-            for t in tensors:
-                t.copy_(flat[offset : offset + t.numel()].reshape(t.shape).to(t.dtype))
-                offset += t.numel()
+            _copy_back(tensors, flat)
 
     def barrier(self) -> None:
         """Wait until every rank gets here."""
@@ -115,6 +109,18 @@ class World:
 
 
 SINGLE = World()
+
+
+def _flat_float64(tensors: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The tensors' values in one float64 vector on ``device`` (a single concatenation, whatever their dtypes)."""
+    flat = torch.cat([t.detach().reshape(-1).to(device) for t in tensors])  # promotes to the widest dtype
+    return flat.to(torch.float64)
+
+
+def _copy_back(tensors: list[torch.Tensor], flat: torch.Tensor) -> None:
+    """Write ``flat``'s consecutive parts into ``tensors``, each in its own dtype (rounded as ``.to`` rounds)."""
+    for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+        t.copy_(part.view(t.shape))
 
 
 def current_world() -> World:

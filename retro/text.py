@@ -237,10 +237,10 @@ class StringBatch:
                 )
             encoded.append(ids)
         width = max((len(ids) for ids in encoded), default=0) + 1
-        tokens = torch.full((len(encoded), width), codec.eos, dtype=torch.long)
-        for i, ids in enumerate(encoded):
-            if ids:
-                tokens[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        # one tensor from padded lists (not a tensor per string: that costs more than the encoding itself)
+        eos = [codec.eos] * width
+        padded = [list(ids) + eos[len(ids) :] for ids in encoded]
+        tokens = torch.tensor(padded, dtype=torch.long).reshape(len(encoded), width)
         lengths = torch.tensor([len(ids) for ids in encoded], dtype=torch.long)
         return StringBatch(tokens.to(device), lengths.to(device))
 
