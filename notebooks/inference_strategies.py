@@ -46,6 +46,7 @@ import torch
 from retro.humans import make_human
 from retro.inference import AmortizedGuide, bdmc, estimate, khat_threshold, registrations, summarize
 from retro.inference.ais import DEFAULT_NUM_CHAINS
+from retro.inference.calibration import standardized_errors
 from retro.inference.compare import compare
 from retro.inference.psis import to_inference_data
 from retro.inference.train import TrainConfig, train
@@ -140,6 +141,28 @@ def best_per_time_budget(rows, limits=(1e-3, 1e-2, 1e-1, math.inf)):
             f"{label:>16}: {best.method} {budget_label(best.method, best.budget)} "
             f"(mean |err| {best.mean_abs_error:.4f} ± {best.stderr:.4f})"
         )
+
+
+def check_errors(rows, estimates, reference):
+    """Assert what the text claims of every comparison (see section (a)); print the numbers checked."""
+    exact_values = [e.log_prob for e in reference]
+    for method in METHODS:
+        mine = sorted((r for r in rows if r.method == method), key=lambda r: r.budget)
+        first, last = mine[0], mine[-1]
+        budget = budget_label(method, last.budget)
+        line = f"{method:<20} {budget:>7}: bias {last.bias:+.4f} ± {last.stderr:.4f}"
+        if estimates[(method, last.budget)][0].kind == "lower_bound":  # the ELBO: below exact, whatever K
+            change = last.bias - first.bias
+            print(f"{line}, {change:+.4f} from {budget_label(method, first.budget)}")
+            assert all(r.bias <= 4 * r.stderr for r in mine), mine
+            assert abs(change) <= 4 * math.hypot(first.stderr, last.stderr), mine
+            continue
+        records = estimates[(method, last.budget)]
+        reliable = [i for i, r in enumerate(records) if not r.khat > khat_threshold(r.num_particles)]
+        z = standardized_errors([records[i] for i in reliable], [exact_values[i] for i in reliable])
+        print(f"{line}; largest |z| {np.abs(z).max(initial=0):.2f} over {len(reliable)} reliable answers")
+        assert abs(last.bias) <= 4 * last.stderr, last
+        assert (np.abs(z) <= 4).all(), (method, z)
 
 
 def plot_error_vs_time(rows, title):
@@ -242,6 +265,14 @@ best_per_time_budget(typist_rows)
 # while IS's and AIS's are of the order of their noise once K or T is moderate. `mean |err|` adds up both: per
 # answer, a biased or a noisy estimate is equally wrong. Times are wall-clock on this machine, per answer, for
 # the whole batch of answers at once.
+#
+# `check_errors` asserts this, here and in (c), in units of those standard errors: the ELBO's bias is never above
+# 0 by more than 4 of them and does not change from the smallest K to the largest by more than 4 (combined);
+# each consistent estimator's bias at its largest budget is within 4 of them of 0, and so is each answer's error
+# in units of its own standard error (z) wherever k-hat says the estimate is reliable (see (b)).
+
+# %%
+check_errors(typist_rows, typist_estimates, typist_exact)
 
 # %%
 plot_error_vs_time(typist_rows, "typist")
@@ -304,6 +335,7 @@ with warnings.catch_warnings():
     _, khat = az.psislw(log_weights)
 ours = np.array([r.khat for r in weighted.records])
 print(f"largest |ArviZ k-hat - record k-hat|: {np.nanmax(np.abs(khat.values - ours)):.2e}")
+assert np.allclose(khat.values, ours, rtol=0, atol=1e-9, equal_nan=True)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # ArviZ 0.23 asks for ELPDData rather than an array
     ax = az.plot_khat(khat.values, figsize=(8, 3.5))
@@ -366,7 +398,8 @@ print_rows(imitator_rows)
 print("\nsmallest mean |error| within a time budget:")
 best_per_time_budget(imitator_rows)
 elbo_gap = -max((r for r in imitator_rows if r.method == "elbo"), key=lambda r: r.budget).bias
-print(f"\nexact - ELBO = {elbo_gap:.4f} nats per answer: the guide's mean KL to the posterior of z")
+print(f"\nexact - ELBO = {elbo_gap:.4f} nats per answer: the guide's mean KL to the posterior of z\n")
+check_errors(imitator_rows, imitator_estimates, imitator_exact)
 
 # %%
 plot_error_vs_time(imitator_rows, "trained imitator")
@@ -423,5 +456,8 @@ for ax, (name, program, program_questions) in zip(axes, programs):
         inside = int(np.sum((lower <= 0) & (upper >= 0)))
         line += f"; exact inside {inside} of {len(sandwiches)} sandwiches"
     print(line)
+    if known:  # at least 95% inside, less at most 4 binomial standard errors
+        n = len(sandwiches)
+        assert inside >= 0.95 * n - 4 * math.sqrt(0.95 * 0.05 * n), (name, inside, n)
 fig.tight_layout()
 plt.show()
