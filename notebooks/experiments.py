@@ -27,15 +27,19 @@
 # Set `RETRO_SMOKE=1` for a run in seconds (the tests do).
 
 # %%
+import inspect
 import math
 import os
+import random
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from retro.experiments.steganography import expected_drop, run_steganography
-from retro.experiments.sudoku import run_sudoku
+from retro.experiments.sudoku import ConstraintImitator, UniformFillImitator, run_sudoku
+from retro.experiments.sudoku_grids import count_solutions, is_solution, make_puzzles
+from retro.inference import exact
 
 SMOKE = os.environ.get("RETRO_SMOKE") == "1"
 torch.set_num_threads(1)  # small networks; OpenMP threads on a shared machine can be many times slower
@@ -80,6 +84,23 @@ for r in stego:
     )
 
 # %% [markdown]
+# The claims, checked (each within 4 standard errors: binomial ones for the accuracies, the per-answer one for the
+# drop): the discriminator is at chance, 0.5, whatever b; the key reads the message back as often as
+# 1 - s + s / 2^b promises; and retrodiction sees every hidden bit: the drop is its expected value,
+# KL(human || imitator), and more than 4 standard errors above 0 once b > 0.
+
+# %%
+defaults = inspect.signature(run_steganography).parameters  # the sizes STEGO does not set
+num_train, num_test = (STEGO.get(name, defaults[name].default) for name in ("num_train", "num_test"))
+for r in stego:
+    assert abs(r.disc_accuracy - 0.5) <= 4 * math.sqrt(0.25 / (2 * num_test)), r  # 2 * num_test pairs tested
+    reliability = 1 - r.smoothing + r.smoothing / 2**r.bits
+    decode_stderr = math.sqrt(reliability * (1 - reliability) / (num_train + num_test))
+    assert abs(r.decode_accuracy - reliability) <= 4 * decode_stderr + 1e-12, r
+    assert abs(r.log_prob_drop_nats - r.expected_drop_nats) <= 4 * r.log_prob_drop_stderr + 1e-9, r
+    assert r.bits == 0 or r.log_prob_drop_nats > 4 * r.log_prob_drop_stderr, r
+
+# %% [markdown]
 # The more reliable the channel (less smoothing), the larger the drop: the KL divergence grows without bound as
 # the smoothing goes to 0 (then most human answers get probability 0).
 
@@ -114,6 +135,43 @@ for r in sudoku["rows"]:
     )
 
 # %% [markdown]
+# The claims, checked. In the table, the constraint imitator passes the verifier every time and the verifier
+# discriminator can only guess (accuracy exactly 0.5). On fresh 4x4 puzzles, draw by draw and exactly (float64):
+# every answer of the constraint imitator passes the verifier and has log p = -log(number of solutions); every
+# answer of the uniform fill has log p = -blanks log 4, and it passes the verifier only by chance, with
+# probability count / 4^blanks per puzzle (under 1% here): its passes are at most 4 binomial standard errors above
+# that expectation.
+
+# %%
+for r in sudoku["rows"]:
+    if r["imitator"] == "constraint":
+        assert r["verifier_pass_rate"] == 1.0 and r["verifier_disc_accuracy"] == 0.5, r
+torch.set_default_dtype(torch.float64)
+constraint, uniform = ConstraintImitator(4), UniformFillImitator(4)
+DRAWS = 20 if SMOKE else 100  # answers per puzzle
+checked = make_puzzles(4, 16 if SMOKE else 100, random.Random(1))
+passes = expected_passes = passes_variance = 0.0
+for puzzle in checked:
+    count, blanks = count_solutions(puzzle), puzzle.count(".")
+    solved = constraint.sample([puzzle], num_samples=DRAWS)[0]
+    assert all(is_solution(puzzle, a) for a in solved), puzzle
+    log_probs = np.array([r.log_prob for r in exact(constraint, [puzzle] * DRAWS, solved).records])
+    assert np.abs(log_probs + math.log(count)).max() < 1e-9, puzzle
+    filled = uniform.sample([puzzle], num_samples=DRAWS)[0]
+    log_probs = np.array([r.log_prob for r in exact(uniform, [puzzle] * DRAWS, filled).records])
+    assert np.abs(log_probs + blanks * math.log(4)).max() < 1e-9, puzzle
+    passes += sum(is_solution(puzzle, a) for a in filled)
+    chance = count / 4**blanks
+    expected_passes += DRAWS * chance
+    passes_variance += DRAWS * chance * (1 - chance)
+total = DRAWS * len(checked)
+print(
+    f"constraint imitator: {total} of {total} answers pass, each at log p = -log(#solutions); uniform fill: "
+    f"{passes:.0f} of {total} pass (expected {expected_passes:.3g})"
+)
+assert expected_passes / total < 0.01 and passes <= expected_passes + 4 * math.sqrt(passes_variance)
+
+# %% [markdown]
 # Model counting: ApproxMC's (ε = 0.8, δ = 0.2) count of each 9x9 puzzle's solutions gives bounds on the constraint
 # imitator's log p that hold with probability at least 0.8 each; here they are checked against exact counts.
 
@@ -136,3 +194,5 @@ ax.legend()
 plt.show()
 inside = sum(c["within_bounds"] for c in counting)
 print(f"exact log p inside ApproxMC's bounds for {inside} of {len(counting)} puzzles")
+# each pair of bounds holds with probability at least 0.8: at most 4 binomial standard errors fewer hold
+assert inside >= 0.8 * len(counting) - 4 * math.sqrt(0.8 * 0.2 * len(counting))
