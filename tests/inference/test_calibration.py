@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from retro.inference.calibration import calibration, check, reference_cases, run_on_cases
-from retro.inference.registry import registrations, resolve_method
+from retro.humans import make_human
+from retro.inference.calibration import calibration, check, reference_cases, run_on_cases, wide_guide
+from retro.inference.registry import estimate, registrations, resolve_method
 
 MIN_ANSWERS = 400
 DELTA = 0.05
@@ -63,3 +64,19 @@ def test_adaptive_budgets_keep_calibration_and_reach_the_target(cases):
     used = np.array([r.num_particles for r in records])
     reached = np.array([r.stderr <= target for r in records]) | (used == largest)
     assert reached.mean() >= 0.8 and used.mean() < largest / 2, (reached.mean(), used.mean())
+
+
+@pytest.mark.parametrize("method", ["importance[guide]", "ais[guide]"])
+def test_the_wide_guides_width_changes_no_number(method):
+    # The cases' guides are the narrowest (cheapest) ones; their heads ignore the encoders, so every draw and
+    # density, hence every record, is that of a wide guide of any width.
+    human = make_human("typist")
+    questions, answers = human.draw(5, seed=0)
+    options = {"num_steps": 3} if method.startswith("ais") else {}
+
+    def records(width: int) -> str:  # as text: k-hat is nan at 8 draws, and nan != nan
+        guide = wide_guide(human, (questions[:1], answers[:1]), hidden_dim=width)
+        result = estimate(method, human, questions, answers, guide=guide, num_particles=8, seed=1, **options)
+        return repr(result.records)
+
+    assert records(2) == records(16)
