@@ -31,7 +31,11 @@ def cases():
     torch.set_default_dtype(previous)
 
 
-@pytest.mark.parametrize("size", ["small", "default"])
+# The default budgets (1000 particles, 64 AIS chains) are the long rows: `-m "not slow"` keeps the small ones.
+SIZES = ["small", pytest.param("default", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("method", METHODS)
 def test_error_bars_are_calibrated_and_certified_bounds_hold(cases, method, size):
     registration, _ = resolve_method(method, has_guide=True)
@@ -54,6 +58,7 @@ def test_error_bars_are_calibrated_and_certified_bounds_hold(cases, method, size
         assert below <= math.log(1 / DELTA) + 1e-9, below  # on average within log(1/delta) of the estimate
 
 
+@pytest.mark.slow  # up to 1000 particles per answer
 def test_adaptive_budgets_keep_calibration_and_reach_the_target(cases):
     # Budgets picked by pilot draws, estimates from fresh draws: the error bars stay calibrated, and most answers
     # reach the target (the others hit the maximum).

@@ -67,6 +67,7 @@ def two_ranks(tmp_path_factory):
 # -- data-parallel training ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the 2-process launch
 @pytest.mark.parametrize("case", CASES)
 def test_two_ranks_match_one_rank_with_the_same_global_batch(two_ranks, case):
     """Global batch 8 cut into 2 slices: one slice per rank on 2 ranks, both slices on 1 rank; after 20 steps
@@ -76,6 +77,7 @@ def test_two_ranks_match_one_rank_with_the_same_global_batch(two_ranks, case):
     assert _relative_difference(two, one_rank) <= 1e-5
 
 
+@pytest.mark.slow  # the 2-process launch
 def test_resume_on_two_ranks_is_bit_for_bit(two_ranks):
     straight = load_file(str(two_ranks / "straight.safetensors"))
     resumed = load_file(str(two_ranks / "resumed.safetensors"))
@@ -114,6 +116,7 @@ def _log_probs(text: str) -> list[tuple[str, str, float]]:
     return [(r["question"], r["answer"], r["log_prob"]) for r in rows]
 
 
+@pytest.mark.slow  # the 2-process launch
 @pytest.mark.parametrize("method", SCORING_METHODS)
 def test_one_and_two_ranks_any_batch_and_max_rows_give_the_same_draws(two_ranks, method):
     reference = None
@@ -139,6 +142,7 @@ def test_float32_scores_agree_across_batch_sizes_to_1e_4(method):
         assert max(abs(a[2] - b[2]) for a, b in zip(scores, first)) <= 1e-4
 
 
+@pytest.mark.slow  # the 2-process launch
 def test_evaluate_on_two_ranks_gives_the_metrics_of_one(two_ranks):
     """``retro evaluate``'s library function: answers scored and questions decoded by 2 ranks in chunks of 5 give
     the metrics of one process, to the bit."""

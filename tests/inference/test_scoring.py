@@ -58,6 +58,7 @@ def test_streamed_output_has_every_answer_once_in_order(reference, answers_file)
     assert running.summary().stderr == pytest.approx(exact.stderr, rel=1e-9)
 
 
+@pytest.mark.slow  # a process started and killed
 def test_a_sigkill_at_a_random_moment_resumes_losing_and_duplicating_nothing(
     reference, answers_file, tmp_path
 ):
@@ -110,6 +111,7 @@ def test_a_resume_with_other_settings_is_one_line(answers_file, tmp_path, capsys
     assert "nothing to resume" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # two torchrun launches, four processes
 def test_two_nodes_on_one_machine_write_the_bytes_of_one_process(reference, answers_file, tmp_path):
     """Two ``torchrun`` launches (``--nnodes 2``, one process each) rendezvous on 127.0.0.1 and share the chunks;
     rank 0 writes them in input order: the same bytes as one process."""
