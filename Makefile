@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(BIN)/retro demo --out demo-output
+	# --overwrite: each run replaces the previous run's table and plot in demo-output
+	$(BIN)/retro demo --out demo-output --overwrite
 
 test: $(STAMP) lint
 	# One worker per core of the 2-core CI machine, one thread each (two threads per worker oversubscribe it).

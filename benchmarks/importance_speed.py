@@ -5,8 +5,9 @@ answer), z_k ~ q, for the built-in latent imitator ``LatentSeq2Seq`` with an (un
 proposal. Methods, all under ``torch.no_grad`` and all starting from lists of strings:
 
 * ``retro``: ``retro.inference.importance(..., proposal="guide")`` (its records also carry a standard error,
-  an ESS and a Pareto k-hat per answer). ``retro_log_weights`` times ``retro.inference.weights.log_weights``
-  alone (encoding included, records left out), to split retro's time between the weights and the records.
+  an ESS and a Pareto k-hat per answer). ``retro_log_weights`` times
+  ``retro.inference.log_weights.log_weights`` alone (encoding included, records left out), to split retro's
+  time between the weights and the records.
 * ``torch``: the same estimator written by hand in plain PyTorch on the *same* modules (imitator encoder and
   decoder, guide encoders, hidden layer and head), with the same memory bound (``max_rows`` particle x answer
   rows decoded at once) and the same EOS / ``max_length`` masking as ``StringDistribution.log_prob``. It
@@ -60,7 +61,7 @@ from torch.nn import functional as F
 import retro
 from retro.humans import make_human
 from retro.inference import AmortizedGuide, importance
-from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, log_weights
 from retro.models import LatentSeq2Seq
 from retro.text import StringBatch
 

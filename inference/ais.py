@@ -12,8 +12,8 @@ over the program's continuous latents (Neal 2001). Chain ``c`` collects the log 
 where ``z_0 ~ q`` and ``z_t`` is drawn from an HMC transition (``leapfrog_steps`` leapfrog steps, identity mass,
 Metropolis correction) that leaves ``pi_t`` invariant. ``E[w_c] = p(answer | question)``, so the estimate is the log
 of the mean weight over chains, with the same delta-method standard error, ESS and Pareto k-hat as importance
-sampling (:func:`~retro.inference.weighted.records_from_log_weights`). With ``num_steps=1`` it *is* importance
-sampling with the same proposal.
+sampling (:func:`~retro.inference.weight_records.records_from_log_weights`). With ``num_steps=1`` it *is*
+importance sampling with the same proposal.
 
 Schedule: ``beta_t`` follows the sigmoidal schedule of Grosse, Maddison & Salakhutdinov (2013),
 ``beta_t ∝ sigmoid(delta (2 t / T - 1))`` rescaled to run exactly from 0 to 1 (:func:`sigmoid_schedule`). Its
@@ -37,9 +37,9 @@ chains x leapfrog steps), one leapfrog step beat two, four or eight there.
 Discrete latents are summed out exactly inside every density (parallel enumeration in the dims left of the chain
 plate), so HMC only moves the continuous ones; the proposal density is then the marginal of the continuous latents
 under the prior (or guide). Chains are a vectorized plate at ``dim=-2`` like the particles of
-:mod:`retro.inference.weights`; answers of one length at a time are processed in chunks of at most ``max_rows``
-chain x answer rows (times the number of enumerated discrete values), so memory is bounded by a setting, not by the
-number of chains or answers.
+:mod:`retro.inference.log_weights`; answers of one length at a time are processed in chunks of at most
+``max_rows`` chain x answer rows (times the number of enumerated discrete values), so memory is bounded by a
+setting, not by the number of chains or answers.
 """
 
 from __future__ import annotations
@@ -56,12 +56,12 @@ from tqdm import tqdm
 
 from retro.errors import RetroError
 from retro.inference.exact import exact
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, length_buckets
 from retro.inference.registry import Registration, draw_seed, estimator, register
 from retro.inference.results import Estimate, EstimateInfo
 from retro.inference.sites import LatentSite, latent_sites, sample_sites
 from retro.inference.streams import KeyedSampling, keyed_normals, keyed_uniforms, site_key
-from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS, length_buckets
+from retro.inference.weight_records import records_from_log_weights
 from retro.memory import check_allocation
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 

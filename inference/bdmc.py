@@ -41,9 +41,9 @@ from retro.inference.ais import (
     sigmoid_schedule,
 )
 from retro.inference.exact import exact_log_prob
+from retro.inference.log_weights import DEFAULT_MAX_ROWS
 from retro.inference.sites import latent_sites
-from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS
+from retro.inference.weight_records import records_from_log_weights
 from retro.program import ANSWER_SITE, StringProgram
 from retro.text import StringBatch
 

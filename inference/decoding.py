@@ -37,8 +37,8 @@ from tqdm import tqdm
 
 from retro.distributions import StringDistribution
 from retro.errors import RetroError
+from retro.inference.log_weights import DEFAULT_MAX_ROWS
 from retro.inference.sites import base_distribution, latent_sites, trace_log_prob
-from retro.inference.weights import DEFAULT_MAX_ROWS
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 

@@ -9,11 +9,11 @@ import torch
 
 from retro.errors import RetroError
 from retro.inference.exact import exact
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, enumerated_log_weights, sampled_log_weights
 from retro.inference.registry import Registration, estimator, register
 from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
 from retro.inference.sites import latent_sites
-from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS, enumerated_log_weights, sampled_log_weights
+from retro.inference.weight_records import estimate_from_log_weights
 from retro.program import StringProgram
 
 __all__ = ["elbo", "DEFAULT_PARTICLES"]
@@ -49,9 +49,7 @@ def elbo(
     log_w = sampled_log_weights(
         program, questions, answers, num_particles, guide, 1.0, max_rows, progress, "elbo", seed, answer_ids
     )
-    log_w = log_w.detach().to(torch.float64).cpu()
-    records = records_from_log_weights(log_w, questions, answers, "elbo", "lower_bound")
-    return Estimate(records, EstimateInfo("elbo", num_particles, log_weights=log_w))
+    return estimate_from_log_weights(log_w, questions, answers, "elbo", "lower_bound")
 
 
 def _enumerated_elbo(program, questions, answers, guide, sites, max_rows) -> Estimate:

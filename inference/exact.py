@@ -13,14 +13,21 @@ from pyro.distributions import Normal
 from pyro.infer import config_enumerate
 
 from retro.errors import RetroError
+from retro.inference.log_weights import DEFAULT_MAX_ROWS
 from retro.inference.registry import Registration, estimator, register
-from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
+from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo, Target
 from retro.inference.sites import LatentSite, base_distribution, joint_values, latent_sites, trace_log_prob
-from retro.inference.weights import DEFAULT_MAX_ROWS
 from retro.program import PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 
-__all__ = ["exact", "exact_log_prob", "exact_log_prob_in_chunks", "QUADRATURE_NODES", "QUADRATURE_HALF_WIDTH"]
+__all__ = [
+    "exact",
+    "exact_estimate",
+    "exact_log_prob",
+    "exact_log_prob_in_chunks",
+    "QUADRATURE_NODES",
+    "QUADRATURE_HALF_WIDTH",
+]
 
 QUADRATURE_NODES = 801
 QUADRATURE_HALF_WIDTH = 9.0  # prior standard deviations on each side
@@ -122,6 +129,26 @@ def exact_log_prob_in_chunks(
     )
 
 
+def exact_estimate(
+    questions: Sequence[str],
+    answers: Sequence[str],
+    values: Sequence[float],
+    terms: int | Sequence[int],
+    method: str,
+    target: Target = "canonical",
+) -> Estimate:
+    """An exact estimator's result: one record of kind ``exact`` per answer (no Monte Carlo error, no weights:
+    standard error 0, ESS and k-hat ``nan``); ``terms``: how many terms were summed for each answer (one number
+    for all, or one per answer), reported as its ``num_particles``."""
+    terms = [terms] * len(answers) if isinstance(terms, int) else terms
+    nan = float("nan")
+    records = [
+        AnswerEstimate(q, a, float(v), 0.0, nan, nan, n, method, "exact", target)
+        for q, a, v, n in zip(questions, answers, values, terms)
+    ]
+    return Estimate(records, EstimateInfo(method, 0))
+
+
 @estimator
 @torch.no_grad()
 def exact(
@@ -147,12 +174,7 @@ def exact(
     rows = _rows_per_answer(sites, nodes)
     values = exact_log_prob_in_chunks(program, q_batch, a_batch, sites, nodes, max_rows)
     method = "exact[quadrature]" if any(not s.discrete for s in sites.values()) else "exact"
-    nan = float("nan")
-    records = [
-        AnswerEstimate(q, a, float(v), 0.0, nan, nan, rows if sites else 1, method, "exact")
-        for q, a, v in zip(questions, answers, values.tolist())
-    ]
-    return Estimate(records, EstimateInfo(method, 0))
+    return exact_estimate(questions, answers, values.tolist(), rows if sites else 1, method)
 
 
 register(

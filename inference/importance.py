@@ -9,11 +9,11 @@ import torch
 
 from retro.errors import RetroError
 from retro.inference.exact import exact
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, sampled_log_weights
 from retro.inference.registry import Registration, estimator, register
-from retro.inference.results import Estimate, EstimateInfo
+from retro.inference.results import Estimate
 from retro.inference.sites import latent_sites
-from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS, sampled_log_weights
+from retro.inference.weight_records import estimate_from_log_weights
 from retro.program import StringProgram
 
 __all__ = ["importance", "PROPOSALS", "DEFAULT_PARTICLES", "guide_fraction_of"]
@@ -78,9 +78,7 @@ def importance(
         seed,
         answer_ids,
     )
-    log_w = log_w.detach().to(torch.float64).cpu()
-    records = records_from_log_weights(log_w, questions, answers, method, "estimate")
-    return Estimate(records, EstimateInfo(method, num_particles, log_weights=log_w))
+    return estimate_from_log_weights(log_w, questions, answers, method, "estimate")
 
 
 register(

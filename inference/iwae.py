@@ -7,7 +7,7 @@ For an answer x with K guide particles z_k ~ q(z | question, x) and weights w_k 
 which tightens monotonically to log p as K grows (Burda, Grosse & Salakhutdinov 2016, "Importance weighted
 autoencoders"). It is the expectation of exactly what :func:`retro.inference.importance` reports with the guide
 proposal and K particles, so training on it trains the imitator on the estimator it is scored by. The particles
-are one vectorized plate at ``dim=-2`` (:func:`retro.inference.weights.particle_traces`).
+are one vectorized plate at ``dim=-2`` (:func:`retro.inference.log_weights.particle_traces`).
 
 **Gradients of continuous (reparameterized) guide latents.** The model parameters theta get the usual estimator
 sum_k w~_k grad_theta log w_k (w~ the normalized weights). For the guide parameters phi the plain reparameterized
@@ -66,8 +66,8 @@ from torch import nn
 
 from retro.errors import RetroError
 from retro.inference.guides import AmortizedGuide
+from retro.inference.log_weights import enumerated_values, particle_traces, site_sum
 from retro.inference.sites import joint_values, sample_sites
-from retro.inference.weights import enumerated_values, particle_traces, site_sum
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 
@@ -224,9 +224,10 @@ class IWAEObjective(nn.Module):
 
     # -- helpers -----------------------------------------------------------------------------------------------------
     def _rerouter(self, route: dict[str, torch.Tensor]):
-        """For DReG: an ``edit`` for :func:`~retro.inference.weights.particle_traces` that gives each continuous
-        guide site a detached density and a value whose incoming gradient is multiplied by ``route["scale"]``
-        (the normalized weights ``[K, B]``, known only after the forward pass, read when backward runs)."""
+        """For DReG: an ``edit`` for :func:`~retro.inference.log_weights.particle_traces` that gives each
+        continuous guide site a detached density and a value whose incoming gradient is multiplied by
+        ``route["scale"]`` (the normalized weights ``[K, B]``, known only after the forward pass, read when
+        backward runs)."""
 
         def edit(guide_trace) -> None:
             if self.gradient != "dreg":

@@ -34,18 +34,17 @@ from pyro.distributions import TorchDistribution
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.runtime import _PYRO_STACK, get_plates
 from torch.distributions import constraints
-from tqdm import tqdm
 
 from retro.distributions import StringDistribution
 from retro.errors import RetroError
-from retro.inference.exact import exact, exact_log_prob_in_chunks
+from retro.inference.exact import exact, exact_estimate, exact_log_prob_in_chunks
 from retro.inference.importance import PROPOSALS, guide_fraction_of, importance
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, sampled_log_weights
 from retro.inference.registry import Registration, estimator, register
-from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
+from retro.inference.results import Estimate
 from retro.inference.sites import base_distribution, latent_sites
 from retro.inference.streams import KeyedSampling, keyed_uniforms, site_key
-from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS, log_weights
+from retro.inference.weight_records import estimate_from_log_weights
 from retro.program import ANSWER_SITE, StringProgram
 from retro.text import AlphabetCodec, ByteCodec, StringBatch, SymbolCodec
 from retro.tokenizations import TokenLattice, answer_bytes, sample_tokenizations
@@ -53,7 +52,6 @@ from retro.tokenizations import TokenLattice, answer_bytes, sample_tokenizations
 __all__ = [
     "exact_marginal",
     "marginal_importance",
-    "marginal_log_weights",
     "TokenizationProposal",
     "MAX_TOKENIZATIONS",
     "EXACT_NAME",
@@ -71,13 +69,15 @@ def _spells_uniquely(codec) -> bool:
     return not hasattr(codec, "token_bytes") and isinstance(codec, (ByteCodec, AlphabetCodec, SymbolCodec))
 
 
-def _as_marginal(result: Estimate, method: str) -> Estimate:
+def _as_marginal(result: Estimate, method: str, keep_exact: bool = True) -> Estimate:
+    """A canonical estimator's ``result`` (one spelling per string) as the marginal estimator ``method``; with
+    ``keep_exact``, records (and an info) of a sampling estimator that were computed exactly keep their method."""
     records = [
-        replace(r, target="marginal", method=method if r.kind != "exact" else r.method)
+        replace(r, target="marginal", method=r.method if keep_exact and r.kind == "exact" else method)
         for r in result.records
     ]
-    info = replace(result.info, method=method if result.info.method != "exact" else result.info.method)
-    return Estimate(records, info)
+    keep = keep_exact and result.info.method == "exact"
+    return Estimate(records, replace(result.info, method=result.info.method if keep else method))
 
 
 def _lattice(program: StringProgram) -> TokenLattice:
@@ -110,8 +110,7 @@ def exact_marginal(
     symbols: one spelling per string) it is :func:`retro.inference.exact`."""
     if _spells_uniquely(program.codec):
         result = exact(program, questions, answers, max_rows=max_rows, seed=seed, answer_ids=answer_ids)
-        records = [replace(r, target="marginal", method=EXACT_NAME) for r in result.records]
-        return Estimate(records, replace(result.info, method=EXACT_NAME))
+        return _as_marginal(result, EXACT_NAME, keep_exact=False)
     lattice = _lattice(program)
     sites = latent_sites(program, questions[:1], answers[:1])
     rows, owner = [], []
@@ -144,13 +143,7 @@ def exact_marginal(
     first = torch.cumsum(counts, 0) - counts
     table[owner_index, torch.arange(len(rows), device=device) - first[owner_index]] = per_row
     totals = table.logsumexp(-1)
-    counts = counts.tolist()
-    nan = float("nan")
-    records = [
-        AnswerEstimate(q, a, float(v), 0.0, nan, nan, c, EXACT_NAME, "exact", "marginal")
-        for q, a, v, c in zip(questions, answers, totals.tolist(), counts)
-    ]
-    return Estimate(records, EstimateInfo(EXACT_NAME, 0))
+    return exact_estimate(questions, answers, totals.tolist(), counts.tolist(), EXACT_NAME, "marginal")
 
 
 class _TokenizationWeight(TorchDistribution):
@@ -252,42 +245,16 @@ class TokenizationProposal(Messenger):
 
 
 class _ProposingTokenizations:
-    """A program whose model draws tokenizations through :class:`TokenizationProposal` (what ``log_weights``
-    needs of a program: its ``model``)."""
+    """``program`` as :func:`~retro.inference.log_weights.sampled_log_weights` sees it (its encoders and its
+    ``model``), with the model drawing tokenizations through :class:`TokenizationProposal`: the log weights are
+    then those of the joint proposal (latents from the guide/prior/mixture, then a tokenization, both from the
+    keyed streams when a seed is given), ``log p̂(string | z) + log p(z) - log r(z)`` with ``p̂`` the estimate of
+    :class:`TokenizationProposal`."""
 
     def __init__(self, program: StringProgram):
         self.proposal = TokenizationProposal(program.codec)
         self.model = self.proposal(program.model)
-
-
-@torch.no_grad()
-def marginal_log_weights(
-    program: StringProgram,
-    questions: StringBatch,
-    answers: StringBatch,
-    num_particles: int,
-    guide=None,
-    guide_fraction: float = 0.0,
-    max_rows: int = DEFAULT_MAX_ROWS,
-    progress=None,
-    seed: int | None = None,
-    answer_ids: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``Tensor[K, B]`` of log weights of the joint proposal (latents from the guide/prior/mixture, then a
-    tokenization, both from the keyed streams when ``seed`` is given): ``log p̂(string | z) + log p(z) - log r(z)``
-    with ``p̂`` the estimate of :class:`TokenizationProposal`."""
-    return log_weights(
-        _ProposingTokenizations(program),
-        questions,
-        answers,
-        num_particles,
-        guide,
-        guide_fraction,
-        max_rows,
-        progress,
-        seed,
-        answer_ids,
-    )
+        self.encode_questions, self.encode_answers = program.encode_questions, program.encode_answers
 
 
 @estimator
@@ -336,19 +303,20 @@ def marginal_importance(
             mixture_weight=mixture_weight,
         )
         return _as_marginal(result, method)
-    if fraction > 0 and guide is None:
-        raise RetroError(f"{method} needs a trained guide; this model has none (use the prior proposal)")
-    q_batch, a_batch = program.encode_questions(questions), program.encode_answers(answers)
-    with tqdm(
-        total=num_particles * len(answers), desc=method, unit="row", disable=not progress, leave=False
-    ) as bar:
-        log_w = marginal_log_weights(
-            program, q_batch, a_batch, num_particles, guide, fraction, max_rows, bar.update, seed, answer_ids
-        )
-    log_w = log_w.detach().to(torch.float64).cpu()
-    records = records_from_log_weights(log_w, questions, answers, method, "estimate")
-    records = [replace(record, target="marginal") for record in records]
-    return Estimate(records, EstimateInfo(method, num_particles, log_weights=log_w))
+    log_w = sampled_log_weights(
+        _ProposingTokenizations(program),
+        questions,
+        answers,
+        num_particles,
+        guide,
+        fraction,
+        max_rows,
+        progress,
+        method,
+        seed,
+        answer_ids,
+    )
+    return _as_marginal(estimate_from_log_weights(log_w, questions, answers, method, "estimate"), method)
 
 
 register(

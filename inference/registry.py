@@ -38,9 +38,9 @@ from retro.checks import check_pairs, check_positive_integer
 from retro.errors import RetroError
 from retro.inference.adaptive import adaptive_estimate
 from retro.inference.certify import MAX_GROUPS, check_delta, with_certified_bounds
+from retro.inference.log_weights import DEFAULT_MAX_ROWS
 from retro.inference.results import Estimate, Kind
 from retro.inference.validation import check_guide
-from retro.inference.weights import DEFAULT_MAX_ROWS
 from retro.program import StringProgram
 
 __all__ = [

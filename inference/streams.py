@@ -152,7 +152,7 @@ class KeyedSampling(Messenger):
     """Draw every unobserved sample site from keyed streams (see the module docstring).
 
     The sites' batch shape must be ``[K, B]`` (broadcastable): particles in the plate at ``dim=-2``, answers at
-    ``dim=-1``, as in :mod:`retro.inference.weights`.
+    ``dim=-1``, as in :mod:`retro.inference.log_weights`.
 
     Args:
         seed: the stream's seed.

@@ -23,9 +23,9 @@ from scipy import stats
 
 from retro.errors import RetroError
 from retro.inference.exact import exact_log_prob_in_chunks
+from retro.inference.log_weights import log_weights
 from retro.inference.sampling import sample_answers
 from retro.inference.sites import LatentSite, latent_sites
-from retro.inference.weights import log_weights
 from retro.program import StringProgram
 from retro.text import StringBatch
 

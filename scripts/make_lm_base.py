@@ -38,6 +38,12 @@ def main(argv=None) -> int:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--positions", type=int, default=128, help="longest prompt + answer in tokens")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--architecture",
+        choices=("gpt2", "llama"),
+        default="gpt2",
+        help="gpt2: learned absolute positions; llama: rotary positions, RMSNorm, SwiGLU (default gpt2)",
+    )
     args = parser.parse_args(argv)
     from retro.data import load_pairs
     from retro.errors import RetroError
@@ -51,7 +57,15 @@ def main(argv=None) -> int:
         if args.merges_from == "all":
             texts += [template.render(q) for q in pairs.questions]
         made = make_random_base(
-            args.out, texts, args.vocab_size, args.layers, args.width, args.heads, args.positions, args.seed
+            args.out,
+            texts,
+            args.vocab_size,
+            args.layers,
+            args.width,
+            args.heads,
+            args.positions,
+            args.seed,
+            args.architecture,
         )
     except RetroError as e:
         print(f"make_lm_base: error: {e}", file=sys.stderr)

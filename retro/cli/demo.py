@@ -2,7 +2,8 @@
 
 Trains a latent imitator (1-D Gaussian latent, so its exact log p is computable by quadrature) on answers drawn
 from the built-in ``arithmetic`` human, scores held-out human answers with every estimator, and compares each
-against the exact value. Writes ``table.json`` and ``estimators.png`` into ``--out``.
+against the exact value. Writes ``table.json`` and ``estimators.png`` into ``--out`` (each through a temporary file
+and a rename); files of those names already there are refused before any work, unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import math
 import sys
 from pathlib import Path
 
+from retro.atomic import atomic_open, atomic_write
 from retro.cli.common import add_seed, seed_everything, write_records
 from retro.inference.results import summarize
+from retro.safepaths import check_output_directory, check_output_file
+
+TABLE, PLOT = "table.json", "estimators.png"
 
 
 def register(subparsers) -> None:
@@ -28,6 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--heldout", type=int, default=100, help="held-out answers scored (default 100)")
     p.add_argument("--particles", type=int, default=1000, help="importance particles (default 1000)")
     p.add_argument("--smoke", action="store_true", help="a tiny run, for tests")
+    p.add_argument(
+        "--overwrite", action="store_true", help=f"replace an existing {TABLE} and {PLOT} in --out"
+    )
     add_seed(p)
     p.set_defaults(run=run)
 
@@ -44,7 +52,7 @@ def _row(method: str, records, mean_abs_error: float, seconds: float) -> dict:
     }
 
 
-def _plot(path: Path, errors: dict[str, list[float]], human_mean: float, rows: list[dict]) -> None:
+def _plot(path: str | Path, errors: dict[str, list[float]], human_mean: float, rows: list[dict]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,11 +80,15 @@ def _plot(path: Path, errors: dict[str, list[float]], human_mean: float, rows: l
     right.set_title("Retrodiction score of the imitator, by estimator")
     right.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
 
 
 def run(args) -> int:
+    out = check_output_directory(args.out)  # before any work
+    out.mkdir(parents=True, exist_ok=True)  # an existing folder is left as it was when a check below refuses
+    for name in (TABLE, PLOT):
+        check_output_file(out / name, args.overwrite)
 
     from retro.humans import make_human
     from retro.inference import AmortizedGuide, estimate, registrations
@@ -85,8 +97,6 @@ def run(args) -> int:
     from retro.inference.train import TrainConfig, train
     from retro.models import LatentSeq2Seq
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(args.seed)
     n_train, steps, n_heldout, particles = 3000, args.steps, args.heldout, args.particles
     if args.smoke:
@@ -172,7 +182,8 @@ def run(args) -> int:
         "rows": rows,
         "history": report.history,
     }
-    (out / "table.json").write_text(json.dumps(result, indent=2))
-    _plot(out / "estimators.png", errors, human_exact, rows)
-    print(f"\nWrote {out / 'table.json'} and {out / 'estimators.png'}")
+    with atomic_open(out / TABLE) as f:
+        f.write(json.dumps(result, indent=2))
+    atomic_write(out / PLOT, lambda tmp: _plot(tmp, errors, human_exact, rows))
+    print(f"\nWrote {out / TABLE} and {out / PLOT}")
     return 0

@@ -18,8 +18,8 @@ from retro.cli.progress import add_quiet, show_progress
 from retro.data import data_file
 from retro.errors import RetroError
 from retro.inference import estimate, method_names, registrations, summarize
+from retro.inference.log_weights import DEFAULT_MAX_ROWS
 from retro.inference.scoring import DEFAULT_CHUNK_SIZE
-from retro.inference.weights import DEFAULT_MAX_ROWS
 from retro.outlock import lock_output
 from retro.safepaths import check_output_file
 

@@ -35,6 +35,7 @@ def make_random_base(
     heads: int = 4,
     positions: int = 128,
     seed: int = 0,
+    architecture: str = "gpt2",
 ) -> dict:
     """Train a byte-level BPE on ``texts`` and write it with a random GPT-2-style model into ``directory`` (new).
 
@@ -44,6 +45,8 @@ def make_random_base(
         vocab_size: the tokenizer's size (256 bytes, EOS, merges).
         layers, width, heads, positions: the transformer's depth, width, attention heads and context length.
         seed: seeds the weights.
+        architecture: ``"gpt2"`` (learned absolute positions, GELU MLP) or ``"llama"`` (rotary positions,
+            RMSNorm, SwiGLU MLP of width ``8 * width / 3``, no biases).
 
     Returns:
         ``{"directory", "vocab_size", "parameters"}``.
@@ -67,17 +70,32 @@ def make_random_base(
         tokenizer_object=tokenizer, eos_token=EOS_TEXT, bos_token=EOS_TEXT
     )
     eos = fast.convert_tokens_to_ids(EOS_TEXT)
-    config = transformers.GPT2Config(
-        vocab_size=len(fast),
-        n_positions=positions,
-        n_embd=width,
-        n_layer=layers,
-        n_head=heads,
-        bos_token_id=eos,
-        eos_token_id=eos,
-    )
+    if architecture == "gpt2":
+        config = transformers.GPT2Config(
+            vocab_size=len(fast),
+            n_positions=positions,
+            n_embd=width,
+            n_layer=layers,
+            n_head=heads,
+            bos_token_id=eos,
+            eos_token_id=eos,
+        )
+    elif architecture == "llama":
+        config = transformers.LlamaConfig(
+            vocab_size=len(fast),
+            max_position_embeddings=positions,
+            hidden_size=width,
+            intermediate_size=8 * width // 3,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=heads,
+            bos_token_id=eos,
+            eos_token_id=eos,
+        )
+    else:
+        raise RetroError(f"architecture must be 'gpt2' or 'llama', got {architecture!r}")
     torch.manual_seed(seed)
-    model = transformers.GPT2LMHeadModel(config)
+    model = transformers.AutoModelForCausalLM.from_config(config)
     directory.mkdir(parents=True)
     fast.save_pretrained(directory)
     model.save_pretrained(directory, safe_serialization=True)

@@ -10,56 +10,23 @@ import time
 import pytest
 
 from retro.humans import make_human
-from retro.inference import Estimate, EstimateInfo, Registration, compare, estimator, register, unregister
-from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS, sampled_log_weights
+from retro.inference import compare
 
 STARTUP = 1.0
 CALLS: list[tuple[int, int]] = []
 
 
-@estimator
-def slow_start(
-    program,
-    questions,
-    answers,
-    *,
-    guide=None,
-    num_particles: int = 8,
-    seed=None,
-    answer_ids=None,
-    max_rows: int = DEFAULT_MAX_ROWS,
-    progress: bool = False,
-) -> Estimate:
-    """Importance sampling from the prior that pays a one-time start-up cost on its first call."""
+def slow_start(num_answers: int, num_particles: int) -> None:
+    """A one-time start-up cost on the estimator's first call in the process, then a log of each call."""
     if not CALLS:
         time.sleep(STARTUP)
-    CALLS.append((len(answers), num_particles))
-    log_w = sampled_log_weights(
-        program,
-        questions,
-        answers,
-        num_particles,
-        None,
-        0.0,
-        max_rows,
-        progress,
-        "slow_start",
-        seed,
-        answer_ids,
-    ).double()
-    records = records_from_log_weights(log_w, questions, answers, "slow_start", "estimate")
-    return Estimate(records, EstimateInfo("slow_start", num_particles, log_weights=log_w))
+    CALLS.append((num_answers, num_particles))
 
 
 @pytest.fixture
-def registered():
+def registered(throwaway_estimator):
     CALLS.clear()
-    register(
-        Registration("slow_start", slow_start, "estimate", "particles", default_budget=8, small_budget=2)
-    )
-    yield
-    unregister("slow_start")
+    throwaway_estimator("slow_start", default_budget=8, small_budget=2, before=slow_start)
 
 
 def test_the_first_row_is_not_charged_the_start_up_cost(registered):

@@ -19,8 +19,8 @@ from retro.errors import RetroError
 from retro.humans import make_human
 from retro.inference import AmortizedGuide, exact, importance
 from retro.inference.iwae import IWAEObjective
+from retro.inference.log_weights import enumerated_values, site_sum
 from retro.inference.train import TrainConfig, train
-from retro.inference.weights import enumerated_values, site_sum
 from retro.models import LatentSeq2Seq, make_imitator
 from retro.text import AlphabetCodec
 

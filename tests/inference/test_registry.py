@@ -11,11 +11,7 @@ from retro.cli import main
 from retro.errors import RetroError
 from retro.humans import make_human
 from retro.inference import (
-    Estimate,
-    EstimateInfo,
-    Registration,
     estimate,
-    estimator,
     get_registration,
     method_names,
     register,
@@ -24,48 +20,11 @@ from retro.inference import (
     unregister,
 )
 from retro.inference.compare import compare
-from retro.inference.weighted import records_from_log_weights
-from retro.inference.weights import DEFAULT_MAX_ROWS, sampled_log_weights
-
-
-@estimator
-def prior_half(
-    program,
-    questions,
-    answers,
-    *,
-    guide=None,
-    num_particles: int = 40,
-    seed=None,
-    answer_ids=None,
-    max_rows: int = DEFAULT_MAX_ROWS,
-    progress: bool = False,
-) -> Estimate:
-    """A new estimator for the test: importance sampling from the prior (as one module would hold it)."""
-    log_w = sampled_log_weights(
-        program,
-        questions,
-        answers,
-        num_particles,
-        None,
-        0.0,
-        max_rows,
-        progress,
-        "prior_half",
-        seed,
-        answer_ids,
-    ).double()
-    records = records_from_log_weights(log_w, questions, answers, "prior_half", "estimate")
-    return Estimate(records, EstimateInfo("prior_half", num_particles, log_weights=log_w))
 
 
 @pytest.fixture
-def registered():
-    register(
-        Registration("prior_half", prior_half, "estimate", "particles", default_budget=40, small_budget=5)
-    )
-    yield
-    unregister("prior_half")
+def registered(throwaway_estimator):
+    throwaway_estimator("prior_half", default_budget=40, small_budget=5)
 
 
 def test_builtins_are_registered_once_with_their_budgets():

@@ -130,9 +130,25 @@ def test_sample_and_listings(trained_dir, capsys):
 
 
 def test_demo_smoke(tmp_path, capsys):
-    code, out, _ = run(capsys, f"demo --smoke --out {tmp_path / 'demo'}")
-    assert code == 0
-    table = json.loads((tmp_path / "demo" / "table.json").read_text())
+    """One demo run (the costly part), into a folder holding an earlier run's outputs: refused before any work
+    without --overwrite, nothing changed on disk; with it, both files replaced."""
+    folder = tmp_path / "demo"
+    folder.mkdir()
+
+    def on_disk():
+        return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+    (folder / "estimators.png").write_bytes(b"an earlier run's plot")
+    for earlier in ({"estimators.png"}, {"estimators.png", "table.json"}):
+        before = on_disk()
+        assert set(before) == earlier
+        code, _, err = run(capsys, f"demo --smoke --out {folder}")
+        assert code == 2 and "already exists; pass --overwrite to replace it" in err and "Training" not in err
+        assert on_disk() == before  # nothing written, nothing left behind
+        (folder / "table.json").write_text("an earlier run's table")
+    code, out, _ = run(capsys, f"demo --smoke --out {folder} --overwrite")
+    assert code == 0 and sorted(p.name for p in folder.iterdir()) == ["estimators.png", "table.json"]
+    table = json.loads((folder / "table.json").read_text())
     methods = [row["method"] for row in table["rows"]]
     assert methods == [
         "exact",
@@ -145,7 +161,8 @@ def test_demo_smoke(tmp_path, capsys):
         "marginal[mixture]",
         "ais[guide]",
     ]
-    assert (tmp_path / "demo" / "estimators.png").stat().st_size > 10_000
+    plot = (folder / "estimators.png").read_bytes()
+    assert plot.startswith(b"\x89PNG") and len(plot) > 10_000
     assert "mean_abs_error" in out
 
 

@@ -9,7 +9,7 @@ from scipy import stats
 
 from retro.inference.psis import pareto_khat
 from retro.inference.results import AnswerEstimate, summarize
-from retro.inference.weighted import records_from_log_weights, small_sample_factor, unseen_mass_floor
+from retro.inference.weight_records import records_from_log_weights, small_sample_factor, unseen_mass_floor
 
 
 def records(columns, kind="estimate"):

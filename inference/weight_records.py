@@ -10,9 +10,14 @@ import torch
 from scipy import stats
 
 from retro.inference.psis import pareto_khat
-from retro.inference.results import AnswerEstimate, Kind
+from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo, Kind
 
-__all__ = ["records_from_log_weights", "small_sample_factor", "unseen_mass_floor"]
+__all__ = [
+    "estimate_from_log_weights",
+    "records_from_log_weights",
+    "small_sample_factor",
+    "unseen_mass_floor",
+]
 
 _Z95 = 1.959963984540054  # the standard Normal's 97.5% quantile
 
@@ -59,6 +64,20 @@ def records_from_log_weights(
     """
     with np.errstate(all="ignore"):  # -inf weights (impossible particles) are legitimate
         return _records(log_w.detach().to(torch.float64).cpu().numpy().T, questions, answers, method, kind)
+
+
+def estimate_from_log_weights(
+    log_w: torch.Tensor,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    method: str,
+    kind: Kind,
+) -> Estimate:
+    """A sampling estimator's result from its ``log_w[K, B]``: :func:`records_from_log_weights`, and an info
+    record of ``K`` particles that keeps the weights (float64, on the CPU) as ``info.log_weights``."""
+    log_w = log_w.detach().to(torch.float64).cpu()
+    records = records_from_log_weights(log_w, questions, answers, method, kind)
+    return Estimate(records, EstimateInfo(method, log_w.shape[0], log_weights=log_w))
 
 
 def _records(lw: np.ndarray, questions, answers, method: str, kind: Kind) -> list[AnswerEstimate]:
