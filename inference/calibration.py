@@ -172,16 +172,19 @@ class Case:
     exact: np.ndarray
 
 
-def wide_guide(program, example: tuple[Sequence[str], Sequence[str]], scale: float = 1.5):
+def wide_guide(
+    program, example: tuple[Sequence[str], Sequence[str]], scale: float = 1.5, hidden_dim: int = 2
+):
     """An :class:`~retro.inference.guides.AmortizedGuide` that ignores its inputs: Normal latents ~ N(0, scale^2),
     discrete ones uniform. Wider than the standard Normal priors of the built-in programs, so its importance
     weights have finite variance, the premise of every delta-method error bar (a narrow untrained guide breaks it:
-    see the README's calibration section)."""
+    see the README's calibration section). Its heads' weights are zero, so the encoders' width (``hidden_dim``)
+    changes no draw and no density, only the cost of running them: the narrowest is the cheapest."""
     import torch
 
     from retro.inference.guides import AmortizedGuide
 
-    guide = AmortizedGuide(program, hidden_dim=16, example=example)
+    guide = AmortizedGuide(program, hidden_dim=hidden_dim, example=example)
     with torch.no_grad():
         for name, head in guide.heads.items():
             head.weight.zero_()
@@ -194,21 +197,28 @@ def wide_guide(program, example: tuple[Sequence[str], Sequence[str]], scale: flo
 
 def reference_cases(num_answers: int, seed: int = 0) -> list[Case]:
     """The programs with exact log p: the built-in humans (arithmetic, numbers, typist) on their own answers, and
-    two untrained imitators (``MixtureSeq2Seq``, discrete style; ``LatentSeq2Seq`` with a 1-D Normal latent) on
-    the arithmetic human's pairs; each with :func:`wide_guide`. Exact values are computed once here."""
+    two small untrained imitators (``MixtureSeq2Seq``, discrete style; ``LatentSeq2Seq`` with a 1-D Normal latent;
+    hidden size 8, over the arithmetic human's symbols) on the arithmetic human's pairs; each with
+    :func:`wide_guide`. Exact values are computed once here."""
     import torch
 
-    from retro.humans import HUMANS, make_human
+    from retro.humans import HUMANS, ArithmeticHuman, make_human
     from retro.inference.registry import estimate
     from retro.models import LatentSeq2Seq, MixtureSeq2Seq
+    from retro.text import AlphabetCodec
 
     cases = []
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         programs = [(name, make_human(name), name) for name in sorted(HUMANS)]
+        # The imitators are small and spell in the arithmetic human's own symbols (every answer it gives is a
+        # string over them): what is checked, error bars against exact values, does not depend on their size,
+        # and AIS's gradient passes through a byte-level decoder cost twice as much.
+        codec = AlphabetCodec(ArithmeticHuman.typo_alphabet)
+        small = {"codec": codec, "question_codec": codec, "max_length": 16, "hidden_dim": 8}
         programs += [
-            ("mixture", MixtureSeq2Seq(max_length=16, hidden_dim=16, num_styles=3), "arithmetic"),
-            ("latent", LatentSeq2Seq(max_length=16, hidden_dim=16, latent_dim=1), "arithmetic"),
+            ("mixture", MixtureSeq2Seq(num_styles=3, **small), "arithmetic"),
+            ("latent", LatentSeq2Seq(latent_dim=1, **small), "arithmetic"),
         ]
         for name, program, data in programs:
             questions, answers = make_human(data).draw(num_answers, seed=seed + 1)

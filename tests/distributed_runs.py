@@ -1,9 +1,10 @@
-"""Runs that the data-parallel tests start as separate processes (one per rank) and also call in-process.
+"""Runs that the distributed tests start as separate processes (one per rank) and also call in-process.
 
-``python tests/distributed_runs.py train|score OUT`` in a process whose environment names its rank (``RANK``, ``WORLD_SIZE``,
-``MASTER_ADDR``, ``MASTER_PORT``, as ``torchrun`` sets them) joins the run, trains every case below and writes
-rank 0's parameters (and a marker per rank) under ``OUT``. The same functions run in one process give the
-reference.
+``python tests/distributed_runs.py OUT`` in a process whose environment names its rank (``RANK``, ``WORLD_SIZE``,
+``MASTER_ADDR``, ``MASTER_PORT``, as ``torchrun`` sets them) joins the run and does every check's distributed half
+in one launch (a process start costs more than the work): it trains every case below, resumes the ELBO case, and
+scores and evaluates the sharded-scoring cases, writing rank 0's parameters, scores and metrics (and a marker per
+rank) under ``OUT``. The same functions run in one process give the reference.
 """
 
 from __future__ import annotations
@@ -119,26 +120,22 @@ def run_case(case: str, world: World | None = None, steps: int = STEPS, resume=N
     return parameters(imitator, guide, objective)
 
 
-def main(out: Path) -> None:
-    world = join_from_environment(join_timeout_s=30)
-    try:
-        states = []  # the ELBO run's states (steps 10 and 20): writing them does not change the run
-        trained = {case: run_case(case, world, states=states if case == "elbo" else None) for case in CASES}
-        if world.is_main:
-            for case, tensors in trained.items():
-                save_file(tensors, str(out / f"{case}.safetensors"))
-        # resume: rank 0 writes the state of step 10, every rank reads it and continues to step 20
-        if world.is_main:
-            save_train_state(out / "state", states[0], {})
-        world.barrier()
-        halfway, _ = load_train_state(out / "state")
-        resumed = run_case("elbo", world, resume=halfway)
-        if world.is_main:
-            save_file(trained["elbo"], str(out / "straight.safetensors"))
-            save_file(resumed, str(out / "resumed.safetensors"))
-        (out / f"rank{world.rank}.done").write_text("ok")
-    finally:
-        leave()
+def train_part(out: Path, world: World) -> None:
+    """Every training case on ``world``, then the ELBO case resumed from its step-10 state."""
+    states = []  # the ELBO run's states (steps 10 and 20): writing them does not change the run
+    trained = {case: run_case(case, world, states=states if case == "elbo" else None) for case in CASES}
+    if world.is_main:
+        for case, tensors in trained.items():
+            save_file(tensors, str(out / f"{case}.safetensors"))
+    # resume: rank 0 writes the state of step 10, every rank reads it and continues to step 20
+    if world.is_main:
+        save_train_state(out / "state", states[0], {})
+    world.barrier()
+    halfway, _ = load_train_state(out / "state")
+    resumed = run_case("elbo", world, resume=halfway)
+    if world.is_main:
+        save_file(trained["elbo"], str(out / "straight.safetensors"))
+        save_file(resumed, str(out / "resumed.safetensors"))
 
 
 # -- sharded scoring -------------------------------------------------------------------------------------------------
@@ -208,17 +205,24 @@ def sharded_evaluation(world: World) -> dict | None:
         )
 
 
-def score_main(out: Path) -> None:
+def score_part(out: Path, world: World) -> None:
+    """Every method's scores on ``world`` at the (batch size, ``max_rows``) settings run on two ranks, and the
+    sharded evaluation."""
+    for method in SCORING_METHODS:
+        for batch, max_rows in SCORING_ON_TWO_RANKS:
+            text = sharded_scores(method, batch, max_rows, world)
+            if world.is_main:
+                (out / f"{method}-{batch}-{max_rows}.jsonl").write_text(text)
+    metrics = sharded_evaluation(world)
+    if world.is_main:
+        (out / "evaluate.json").write_text(json.dumps(metrics))
+
+
+def main(out: Path) -> None:
     world = join_from_environment(join_timeout_s=30)
     try:
-        for method in SCORING_METHODS:
-            for batch, max_rows in SCORING_ON_TWO_RANKS:
-                text = sharded_scores(method, batch, max_rows, world)
-                if world.is_main:
-                    (out / f"{method}-{batch}-{max_rows}.jsonl").write_text(text)
-        metrics = sharded_evaluation(world)
-        if world.is_main:
-            (out / "evaluate.json").write_text(json.dumps(metrics))
+        train_part(out, world)
+        score_part(out, world)
         (out / f"rank{world.rank}.done").write_text("ok")
     finally:
         leave()
@@ -226,4 +230,4 @@ def score_main(out: Path) -> None:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    (score_main if sys.argv[1] == "score" else main)(Path(sys.argv[2]))
+    main(Path(sys.argv[1]))
