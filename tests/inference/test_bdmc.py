@@ -17,6 +17,7 @@ def _typist_sandwiches(n, seed, **settings):
     return bdmc(human, [human.draw_question(rng) for _ in range(n)], seed=seed, **settings)
 
 
+@pytest.mark.slow
 def test_confidence_bounds_cover_exact_at_the_default_budget(float64):
     results = _typist_sandwiches(200, seed=1)
     exact = np.array([r.exact for r in results])

@@ -78,6 +78,7 @@ def test_free_bits_stop_the_kl_gradient_below_the_floor(data):
     assert not torch.allclose(guide_gradient(0.0), reconstruction_only)
 
 
+@pytest.mark.slow
 def test_diagnostics_see_collapse_and_free_bits_prevent_it(data):
     (questions, answers), heldout = data
     collapsed_guide = _model()[1]

@@ -195,6 +195,7 @@ def test_enumerated_gradients_are_exact():
     assert torch.allclose(got, expected, atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_vimco_is_unbiased_for_the_exact_iwae_gradient():
     """All-discrete program with K=3 particles: the IWAE bound is a finite sum over the 3^3 particle tuples, so
     its gradient is known exactly; VIMCO's average over 600 draws matches it within its standard errors."""

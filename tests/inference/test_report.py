@@ -62,6 +62,7 @@ def _pairs(program, questions, answers, imitator):
     return (q, program.encode_answers(answers)), (q, sample_answers(imitator, q, 1)[1])
 
 
+@pytest.mark.slow
 def test_two_sample_test_is_at_chance_for_the_human_and_catches_a_tempered_one(human, heldout):
     def make():
         return NeuralDiscriminator(CODEC, 12, hidden_dim=32)

@@ -203,6 +203,7 @@ def test_compare_json_and_plot(capsys, tmp_path):
     assert plot.stat().st_size > 5_000
 
 
+@pytest.mark.slow
 def test_figures_are_not_overwritten_without_overwrite(capsys, tmp_path):
     # compare --plot and report --png refuse an existing file before any work, and replace it only when told
     for command, flag in (
