@@ -1,14 +1,14 @@
 """Make a randomly initialized causal language model to train with ``retro train --imitator lm --base DIR``.
 
 A byte-level BPE tokenizer is trained with ``tokenizers`` on the text the model will read (each question's prompt,
-rendered with ``--template`` as ``retro train --template`` renders it, and each answer after the template's
-trailing whitespace, which belongs to the answer: ``" AE R AH N"``), and a GPT-2-style decoder-only transformer is
-built from a configuration with random weights (seeded); both are saved with ``save_pretrained`` (weights in
+rendered with ``--template`` as ``retro train --template`` renders it, unless ``--merges-from answers``, and each
+answer after the template's trailing whitespace, which belongs to the answer: ``" AE R AH N"``), and a GPT-2-style
+or Llama-style (``--architecture``) decoder-only transformer is built from a configuration with random weights (seeded); both are saved with ``save_pretrained`` (weights in
 safetensors) to ``--out`` (:func:`retro.lm.random_base.make_random_base`). Needs the ``[lm]`` extra. The base of
 the CMUdict row in the README:
 
     python scripts/make_lm_base.py --data builtin:cmudict-g2p:train --template "{question}: " \
-        --layers 2 --width 128 --heads 4 --out runs/g2p-base
+        --merges-from answers --architecture llama --layers 2 --width 128 --heads 4 --out runs/g2p-base
 """
 
 from __future__ import annotations
@@ -53,9 +53,8 @@ def main(argv=None) -> int:
     try:
         template = PromptTemplate.of(args.template)
         pairs = load_pairs(args.data)
-        texts = [template.separator + a for a in pairs.answers]
-        if args.merges_from == "all":
-            texts += [template.render(q) for q in pairs.questions]
+        prompts = [template.render(q) for q in pairs.questions] if args.merges_from == "all" else []
+        texts = prompts + [template.separator + a for a in pairs.answers]
         made = make_random_base(
             args.out,
             texts,

@@ -1,4 +1,5 @@
-"""A randomly initialized base to train from scratch: a byte-level BPE trained on your text and a GPT-2-style model.
+"""A randomly initialized base to train from scratch: a byte-level BPE trained on your text and a
+GPT-2-style or Llama-style model.
 
 :func:`make_random_base` writes both with ``save_pretrained`` (weights in safetensors) into a new directory, which
 :func:`retro.lm.load_base` then loads like any other model, so a model trained from random initialization goes
@@ -37,7 +38,7 @@ def make_random_base(
     seed: int = 0,
     architecture: str = "gpt2",
 ) -> dict:
-    """Train a byte-level BPE on ``texts`` and write it with a random GPT-2-style model into ``directory`` (new).
+    """Train a byte-level BPE on ``texts`` and write it with a random model into ``directory`` (new).
 
     Args:
         texts: what the tokenizer learns its merges from: the text the model will read (prompts, and answers after
