@@ -17,6 +17,8 @@ from pyro import poutine
 
 pytest.importorskip("transformers", reason="needs the [lm] extra: pip install 'retro-imitators[lm]'")
 
+from contract_checks import assert_particles_match_one_at_a_time  # noqa: E402
+
 from retro.inference import AmortizedGuide, elbo, exact, importance, latent_sites  # noqa: E402
 from retro.inference.trained import load_trained, save_trained  # noqa: E402
 from retro.lm import BaseModelError  # noqa: E402
@@ -71,27 +73,7 @@ def test_normalized_over_token_sequences_for_fixed_latents(name, load_tiny):
 def test_particles_by_answers_is_one_vectorized_call(name, load_tiny):
     program = tiny_lm(name, load_tiny("ab")).double()
     answers = [s[0] for s in program.sample(QUESTIONS)]
-    q, a = program.encode_questions(QUESTIONS), program.encode_answers(answers)
-    with pyro.plate("particles", 5, dim=-2):
-        trace = poutine.trace(program.model).get_trace(q, a)
-    trace.compute_log_prob()
-    joint = sum(s["log_prob"] for s in trace.nodes.values() if s["type"] == "sample" and "log_prob" in s)
-    joint = joint.expand(5, len(QUESTIONS))
-    latents = {
-        n: s["value"]
-        for n, s in trace.nodes.items()
-        if s["type"] == "sample" and not s["is_observed"] and n not in (ANSWER_SITE, "particles")
-    }
-    for k in range(5):
-        one = poutine.trace(
-            poutine.condition(
-                program.model,
-                {n: v[k] if v.dim() >= 2 and v.shape[0] == 5 else v for n, v in latents.items()},
-            )
-        ).get_trace(q, a)
-        one.compute_log_prob()
-        expected = sum(s["log_prob"] for s in one.nodes.values() if s["type"] == "sample" and "log_prob" in s)
-        assert torch.allclose(joint[k], expected.expand(len(QUESTIONS)), atol=1e-9)
+    assert_particles_match_one_at_a_time(program, QUESTIONS, answers)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import math
 
-import pyro
 import pytest
 import torch
+from contract_checks import assert_particles_match_one_at_a_time
 from pyro import poutine
 
 from programs import PROGRAM_NAMES, CareImitator, tiny_program
@@ -96,30 +96,7 @@ def test_particles_by_answers_is_one_vectorized_call(name, float64):
     program, questions = tiny_program(name)
     program.double()
     answers = [s[0] for s in program.sample(questions)]
-    q, a = program.encode_questions(questions), program.encode_answers(answers)
-    with pyro.plate("particles", 5, dim=-2):
-        trace = poutine.trace(program.model).get_trace(q, a)
-    trace.compute_log_prob()
-    joint = sum(
-        site["log_prob"] for site in trace.nodes.values() if site["type"] == "sample" and "log_prob" in site
-    ).expand(5, len(questions))
-    latents = {
-        n: s["value"]
-        for n, s in trace.nodes.items()
-        if s["type"] == "sample" and not s["is_observed"] and n != ANSWER_SITE and n != "particles"
-    }
-    for k in range(5):
-        one = poutine.trace(
-            poutine.condition(
-                program.model,
-                {n: v[k] if v.dim() >= 2 and v.shape[0] == 5 else v for n, v in latents.items()},
-            )
-        ).get_trace(q, a)
-        one.compute_log_prob()
-        expected = sum(
-            site["log_prob"] for site in one.nodes.values() if site["type"] == "sample" and "log_prob" in site
-        )
-        assert torch.allclose(joint[k], expected.expand(len(questions)), atol=1e-9)
+    assert_particles_match_one_at_a_time(program, questions, answers)
 
 
 @pytest.mark.parametrize("name", PROGRAM_NAMES)
