@@ -62,19 +62,14 @@ def _create_temp(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
-    """Call ``write(tmp)`` to fill a temporary file beside ``path``, flush it, then rename it to ``path``.
-
-    Any failure leaves ``path`` as it was and removes the temporary file; an ``OSError`` (a missing or read-only
-    directory, a full disk) becomes a one-line :class:`~retro.errors.RetroError` naming ``path``.
-    """
-    path = Path(path)
+@contextmanager
+def _replacing(path: Path) -> Iterator[tuple[int, str]]:
+    """A temporary file beside ``path`` (its descriptor and name) for the block to fill and flush; then it is renamed
+    to ``path``. Any failure leaves ``path`` as it was and removes the temporary file; an ``OSError`` becomes a
+    one-line :class:`~retro.errors.RetroError` naming ``path``."""
     fd, tmp = _create_temp(path)
-    os.close(fd)
     try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        yield fd, tmp
         os.replace(tmp, path)
         fsync_directory(path.parent)
     except OSError as e:
@@ -82,6 +77,19 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Non
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> None:
+    """Call ``write(tmp)`` to fill a temporary file beside ``path``, flush it, then rename it to ``path``.
+
+    Any failure leaves ``path`` as it was and removes the temporary file; an ``OSError`` (a missing or read-only
+    directory, a full disk) becomes a one-line :class:`~retro.errors.RetroError` naming ``path``.
+    """
+    with _replacing(Path(path)) as (fd, tmp):
+        os.close(fd)
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
 
 
 @contextmanager
@@ -91,17 +99,8 @@ def atomic_open(
     """``open`` for writing through a temporary file: ``path`` appears, complete, only when the block succeeds."""
     if "b" in mode:
         encoding = None
-    path = Path(path)
-    fd, tmp = _create_temp(path)
-    try:
+    with _replacing(Path(path)) as (fd, tmp):
         with os.fdopen(fd, mode, encoding=encoding, **kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_directory(path.parent)
-    except OSError as e:
-        raise RetroError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
