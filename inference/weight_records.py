@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy import stats
 
 from retro.inference.psis import pareto_khat
 from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo, Kind
@@ -26,6 +25,8 @@ def small_sample_factor(num_draws):
     """``t_{K-1}(0.975) / z(0.975)``: how much wider the Student-t 95% interval with ``K - 1`` degrees of freedom
     is than the Normal one (1.15 at K = 10, 1.01 at K = 100; ``K`` may be fractional, or an array); ``nan`` below
     two draws."""
+    from scipy import stats  # here, not at import: scipy.stats would add about a second to every start-up
+
     num_draws = np.asarray(num_draws, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         factor = np.where(num_draws >= 2, stats.t.ppf(0.975, np.maximum(num_draws, 2) - 1) / _Z95, np.nan)
