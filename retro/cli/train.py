@@ -210,7 +210,8 @@ def register(subparsers) -> None:
         type=float,
         default=None,
         help="dropout rate in the imitator's encoder and decoder during training steps (default "
-        f"{DEFAULTS['dropout']}; {NO_DROPOUT['dropout']} for {', '.join(IMITATOR_DEFAULTS)}{RECOMMENDED})",
+        f"{DEFAULTS['dropout']}; {NO_DROPOUT['dropout']} for {', '.join(IMITATOR_DEFAULTS)} and the "
+        f"{' and '.join(SAMPLED_OBJECTIVES)} objectives{RECOMMENDED})",
     )
     p.add_argument(
         "--codec",
@@ -314,6 +315,7 @@ def register(subparsers) -> None:
 
 
 OBJECTIVES = ("retrodiction", "iwae", "adversarial", "mixed")
+SAMPLED_OBJECTIVES = ("adversarial", "mixed")  # they run the imitator forward as a sampler
 KL_SCHEDULES = ("none", "linear", "cyclical")
 SETTINGS = (  # what a resumed run takes from the saved one
     "imitator",
@@ -517,7 +519,8 @@ def _settle_settings(args, pairs, answer_codec, announce: bool = True) -> None:
     if taken and announce:
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in taken.items())
         print(f"retro train: {args.data} recommends for {args.imitator}: {flags}", file=sys.stderr)
-    for key, value in {**DEFAULTS, **IMITATOR_DEFAULTS.get(args.imitator, {}), **taken}.items():
+    sampled = NO_DROPOUT if args.objective in SAMPLED_OBJECTIVES else {}  # they sample without dropout
+    for key, value in {**DEFAULTS, **IMITATOR_DEFAULTS.get(args.imitator, {}), **sampled, **taken}.items():
         if getattr(args, key) is None:
             setattr(args, key, value)  # free_bits waits for _settle_collapse_tools
     if args.max_length is None:

@@ -157,6 +157,7 @@ def test_generic_defaults_per_imitator(tmp_path, capsys):
         ("latent", "iwae"): {"dropout": 0.0, "free_bits": 0.0},  # the collapse tools are for the ELBO
         ("seq2seq", "retrodiction"): {"dropout": 0.1, "free_bits": 0.0},
         ("mixture", "retrodiction"): {"dropout": 0.1, "free_bits": 0.0},  # a discrete latent: no free bits
+        ("seq2seq", "mixed"): {"dropout": 0.0, "free_bits": 0.0},  # a sampler: no dropout
     }
     for (imitator, objective), differing in expected.items():
         out = tmp_path / f"{imitator}-{objective}"
