@@ -8,7 +8,8 @@ whose first draws happened to agree would stop with an error bar that is too sma
 1. Pilot rounds: every answer is scored with ``pilot`` particles from a pilot stream (the seed mixed with the
    round number, so its draws are independent of the reported ones). The spread of its draws, ``s`` (its standard
    error before the small-sample widening, :func:`~retro.inference.weight_records.spread_stderr`), predicts the
-   budget ``K = pilot * (s / S)^2 * SAFETY`` (standard errors shrink as ``1/sqrt(K)``). Only answers whose
+   budget ``K = pilot * (s / S)^2 * SAFETY`` (standard errors shrink as ``1/sqrt(K)``), times the square of the
+   widening that the ESS expected at ``K`` will give the reported error bar. Only answers whose
    prediction exceeds ``SETTLE_RATIO * pilot`` go to another round with ``ROUND_GROWTH`` times as many pilot
    particles (a small pilot misjudges heavy-tailed weights, and an error in a long extrapolation costs the most),
    until the prediction is close or a next pilot would cost over a quarter of the maximum budget.
@@ -30,7 +31,7 @@ import torch
 
 from retro.errors import RetroError
 from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
-from retro.inference.weight_records import spread_stderr
+from retro.inference.weight_records import small_sample_factor, spread_stderr
 
 __all__ = ["adaptive_estimate", "budget_grid", "SAFETY", "ROUND_GROWTH", "SETTLE_RATIO", "GRID_STEP"]
 
@@ -62,10 +63,15 @@ def budget_grid(budget: int, smallest: int, largest: int) -> int:
 
 
 def _predicted(record: AnswerEstimate, pilot: int, target: float, largest: int) -> int:
+    """The budget at which the record's reported (widened) standard error is predicted to reach ``target``."""
     spread = spread_stderr(record)
     if not math.isfinite(spread):  # no spread estimated (one draw, impossible answer): the most we may spend
         return largest
-    return max(1, math.ceil(pilot * (spread / target) ** 2 * SAFETY))
+    budget = max(2, math.ceil(pilot * (spread / target) ** 2 * SAFETY))
+    # The reported error bar is the spread widened for the ESS it will have (the ESS grows with the budget).
+    ess = record.ess * budget / pilot if record.kind != "lower_bound" else budget
+    widening = float(small_sample_factor(min(max(ess, 2.0), budget)))
+    return max(1, math.ceil(budget * widening**2))
 
 
 def adaptive_estimate(
