@@ -33,7 +33,7 @@ from retro.inference.schedules import (
     schedule_progress,
     scheduled_learning_rate,
 )
-from retro.inference.train_state import TrainState
+from retro.inference.train_state import TrainState, trained_parameters
 from retro.program import StringProgram
 
 __all__ = [
@@ -82,6 +82,16 @@ class TrainConfig:
             (seed, step, slice), their gradients averaged; ``None``: one per process. A run on ``R`` processes
             needs a multiple of ``R`` (each process takes ``slices / R`` of them), so a fixed ``slices`` gives the
             same training whatever the number of processes (up to the order of floating-point sums).
+        length_buckets: minibatches of answers of similar length: at each reshuffle, every pool of this many
+            minibatches (of the shuffled answers) is sorted by answer length, then question length, and cut into
+            minibatches, and the minibatches are shuffled. A minibatch is padded to its longest answer, so this
+            runs fewer padded decoder positions (on CMUdict, 50 makes a step about 1.4x faster); ``None``: plain
+            random minibatches.
+        average_decay: evaluations, the kept best parameters and so the saved model use an exponential moving
+            average of the imitator's and the guide's parameters (Polyak averaging, a smoother point than the last
+            step's) with this decay per step, e.g. ``0.999`` (about the last 1,000 steps); early on the decay is
+            ``min(average_decay, (1 + step) / (10 + step))``, so the average does not remember the initialization.
+            ``None``: the parameters as they are.
     """
 
     steps: int | None = 2000
@@ -97,6 +107,8 @@ class TrainConfig:
     checkpoint_every: int | None = None
     patience: int | None = None
     slices: int | None = None
+    length_buckets: int | None = None
+    average_decay: float | None = None
 
     def __post_init__(self):
         if self.steps is None and self.minutes is None:
@@ -107,7 +119,7 @@ class TrainConfig:
                 continue
             if int(value) != value or value < 1:
                 raise RetroError(f"training: {name} must be a positive integer, got {value}")
-        for name in ("checkpoint_every", "patience", "slices"):
+        for name in ("checkpoint_every", "patience", "slices", "length_buckets"):
             value = getattr(self, name)
             if value is not None and (int(value) != value or value < 1):
                 raise RetroError(f"training: {name} must be a positive integer, got {value}")
@@ -117,6 +129,8 @@ class TrainConfig:
             raise RetroError(
                 f"training: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
             )
+        if self.average_decay is not None and not 0 <= self.average_decay < 1:
+            raise RetroError(f"training: average_decay must be in [0, 1), got {self.average_decay}")
         if self.minutes is not None and not self.minutes > 0:
             raise RetroError(f"training: minutes must be > 0, got {self.minutes}")
 
@@ -215,6 +229,9 @@ class _Position:
     waited: int = 0
     seconds_before: float = 0.0
     best_parameters: dict[str, torch.Tensor] | None = None
+    averaged: dict[str, torch.Tensor] | None = (
+        None  # the moving average of ``_Run.averaged_names``' parameters
+    )
 
 
 class _Run:
@@ -235,10 +252,12 @@ class _Run:
         world: World,
         size: int,
         retrodiction: bool,
+        length_keys: torch.Tensor | None = None,
     ):
         self.imitator, self.guide, self.objective, self.modules = imitator, guide, objective, modules
         self.retrodiction = retrodiction
         self.config, self.world, self.size = config, world, size
+        self.length_keys = length_keys
         self.slices = config.slices if config.slices is not None else world.size
         if self.slices % world.size:
             raise RetroError(
@@ -258,14 +277,26 @@ class _Run:
         self.every_parameter = list(
             {id(p): p for m in modules.values() if m is not None for p in m.parameters()}.values()
         )
-        self.position = _Position(order=self._shuffled(0))
+        # (name, live parameter) pairs that config.average_decay averages: the imitator's and the guide's
+        self.averaged_names = trained_parameters(modules)
+        self.position = _Position(order=self._shuffled(0), averaged=self._fresh_average())
         self.report = TrainReport()
+
+    def _fresh_average(self) -> dict[str, torch.Tensor] | None:
+        if self.config.average_decay is None:
+            return None
+        return {name: p.detach().clone() for name, p in self.averaged_names}
 
     # -- minibatches and the gradient step -------------------------------------------------------------------------
 
     def _shuffled(self, step: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(random_key(self.config.seed, "order", step))
-        return torch.randperm(self.size, generator=generator)
+        order = torch.randperm(self.size, generator=generator)
+        if self.config.length_buckets is None or self.length_keys is None:
+            return order
+        return _bucketed(
+            order, self.length_keys, self.config.batch_size, self.config.length_buckets, generator
+        )
 
     def _minibatch(self, step: int) -> torch.Tensor:
         position, batch = self.position, self.config.batch_size
@@ -302,11 +333,35 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = rate
         self.optimizer.step()
+        self._update_average(step)
         finish = getattr(self.objective, "finish_step", None)
         if finish is not None:  # e.g. the adversarial discriminator's own step, on the averaged gradient
             finish(self.average)
         running = self.position.running
         self.position.running = loss if running is None else 0.95 * running + 0.05 * loss
+
+    def _update_average(self, step: int) -> None:
+        averaged = self.position.averaged
+        if averaged is None:
+            return
+        decay = min(self.config.average_decay, (1 + step) / (10 + step))
+        with torch.no_grad():  # one call for the list: average += (1 - decay) * (live - average)
+            torch._foreach_lerp_(
+                [averaged[name] for name, _ in self.averaged_names],
+                [p.detach() for _, p in self.averaged_names],
+                1.0 - decay,
+            )
+
+    def _swap_average(self) -> None:
+        """Exchange the live parameters and their moving average (twice: back as they were)."""
+        averaged = self.position.averaged
+        if averaged is None:
+            return
+        with torch.no_grad():
+            for name, p in self.averaged_names:
+                live = p.detach().clone()
+                p.copy_(averaged[name])
+                averaged[name].copy_(live)
 
     def _shared_seconds(self, seconds: float) -> float:
         """Rank 0's clock when the schedule follows the time: every rank must take the same step size."""
@@ -342,11 +397,15 @@ class _Run:
             return
         _set_training(self.modules, False)  # dropout off: held-out scores are of the model, not a thinned one
         _seed(random_key(self.config.seed, "evaluate", step))
-        row = self._evaluation_row(step, heldout, round(clock(), 2))
-        self.report.history.append(row)
-        if on_evaluate is not None:
-            on_evaluate(row)
-        self._keep_if_best(step, row, on_improve)
+        self._swap_average()  # the averaged parameters are scored and kept
+        try:
+            row = self._evaluation_row(step, heldout, round(clock(), 2))
+            self.report.history.append(row)
+            if on_evaluate is not None:
+                on_evaluate(row)
+            self._keep_if_best(step, row, on_improve)
+        finally:
+            self._swap_average()
         _set_training(self.modules, True)
 
     def _evaluation_row(self, step: int, heldout, seconds: float) -> dict[str, Any]:
@@ -397,6 +456,11 @@ class _Run:
             if position.best_parameters is not None
             else _parameters(self.modules),
             optimizer=copy.deepcopy(self.optimizer.state_dict()),  # the live state changes in place
+            averaged_parameters=(
+                {k: v.clone() for k, v in position.averaged.items()}
+                if position.averaged is not None
+                else None
+            ),
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         )
 
@@ -413,6 +477,12 @@ class _Run:
             waited=state.evaluations_since_best,
             seconds_before=state.seconds,
             best_parameters=state.best_parameters,
+            # a state saved without an average (or by a run that did not average) starts one from here
+            averaged=(
+                {k: v.clone() for k, v in state.averaged_parameters.items()}
+                if state.averaged_parameters is not None and self.config.average_decay is not None
+                else self._fresh_average()
+            ),
         )
         report = self.report
         report.history, report.best_heldout, report.best_step = (
@@ -492,6 +562,7 @@ def train(
         world,
         len(answers),
         retrodiction=objective is None or getattr(objective, "retrodiction", False),
+        length_keys=a_all.lengths * (int(q_all.lengths.max()) + 1) + q_all.lengths,
     )
     first_step = run.restore(resume) if resume is not None else 1
     start = time.monotonic()
@@ -543,6 +614,20 @@ def train(
     run.finish()
     run.report.steps, run.report.seconds = step, clock()
     return run.report
+
+
+def _bucketed(
+    order: torch.Tensor, keys: torch.Tensor, batch: int, pool_batches: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``order`` regrouped into minibatches of similar ``keys``: each pool of ``pool_batches`` minibatches sorted
+    by key, the full minibatches shuffled; the answers that fill no minibatch stay at the end (a permutation still)."""
+    pool = batch * pool_batches
+    pools = [part[torch.sort(keys[part], stable=True).indices] for part in order.split(pool)]
+    sorted_order = torch.cat(pools)
+    full = len(order) // batch * batch
+    minibatches = sorted_order[:full].view(-1, batch)
+    shuffled = minibatches[torch.randperm(len(minibatches), generator=generator)].reshape(-1)
+    return torch.cat([shuffled, sorted_order[full:]])
 
 
 def _may_stop(config: TrainConfig, step: int, first_step: int) -> bool:
