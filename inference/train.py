@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO, config_enumerate
+from pyro.infer.elbo import ELBOModule
 from tqdm import tqdm
 
 from retro.distributed import World, current_world
@@ -154,11 +155,32 @@ def _no_guide(questions, answers=None):
     return None
 
 
+class _ElboModule(ELBOModule):
+    """Pyro's ELBO module (the same model and registered guide, the same loss), calling the guide through
+    ``call_guide``: for an :class:`AmortizedGuide`, its ``forward``. Through ``PyroModule.__call__`` every call
+    would also send one Pyro ``param`` message per guide parameter (22 for a guide of one continuous site) and
+    swap in the module's parameter store, work the ELBO ignores (training optimizes the parameters itself)."""
+
+    def __init__(self, model, guide, elbo, call_guide):
+        super().__init__(model, guide, elbo)
+        self.call_guide = call_guide
+
+    def forward(self, *args, **kwargs):
+        return self.elbo.differentiable_loss(self.model, self.call_guide, *args, **kwargs)
+
+
 def elbo_loss(imitator: StringProgram, guide: AmortizedGuide | None):
     """A ``torch.nn.Module`` whose call ``(questions, answers)`` returns minus the ELBO summed over answers."""
-    if guide is not None and any(site.discrete for site in guide.sites.values()):
-        return TraceEnum_ELBO(max_plate_nesting=1)(imitator.model, config_enumerate(guide))
-    return Trace_ELBO(max_plate_nesting=1)(imitator.model, guide if guide is not None else _no_guide)
+    if guide is None:
+        return _ElboModule(imitator.model, _no_guide, Trace_ELBO(max_plate_nesting=1), _no_guide)
+    # An AmortizedGuide holds plain torch modules (no PyroParam or PyroSample): its forward alone is the guide
+    call_guide = guide.forward if type(guide) is AmortizedGuide else guide
+    if any(site.discrete for site in guide.sites.values()):
+        wrapped = config_enumerate(guide)
+        return _ElboModule(
+            imitator.model, wrapped, TraceEnum_ELBO(max_plate_nesting=1), config_enumerate(call_guide)
+        )
+    return _ElboModule(imitator.model, guide, Trace_ELBO(max_plate_nesting=1), call_guide)
 
 
 def random_key(seed: int, *parts: int | str) -> int:
@@ -271,6 +293,7 @@ class _Run:
         params = list(imitator.parameters()) + (list(guide.parameters()) if guide is not None else [])
         params = [p for p in params if p.requires_grad]  # a frozen base (language models) is not optimized
         self.params = params
+        self.flat_grads = _FlatGradients.for_parameters(params) if world.size > 1 else None
         # foreach: one call updates every tensor (the same numbers as the per-tensor loop, a fraction of its
         # per-step cost on a CPU, where PyTorch would loop over the tensors in Python)
         self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, foreach=True)
@@ -315,7 +338,10 @@ class _Run:
         """One optimizer step on the next global minibatch: this rank's slices, gradients averaged over all
         (``seconds``: training time so far, which a schedule without a step count follows)."""
         index = self._minibatch(step)
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.flat_grads is not None:
+            self.flat_grads.zero_and_attach(self.params)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
         local_loss = torch.zeros((), dtype=torch.float64)
         for s, part in self._my_slices(index):
             _seed(random_key(self.config.seed, "step", step, s))
@@ -377,6 +403,8 @@ class _Run:
         torch._foreach_div_(tensors, float(self.slices))  # one call for the list (the same numbers as div_)
 
     def _average_gradients(self, local_loss: torch.Tensor) -> float:
+        if self.flat_grads is not None:
+            return self.flat_grads.average(self.world, local_loss, self.slices)
         grads = [p.grad for p in self.params if p.grad is not None]
         if self.world.size > 1 and len(grads) != len(self.params):  # every rank must send the same shapes
             for p in self.params:
@@ -500,6 +528,46 @@ class _Run:
 
     def every_parameter_and_buffer(self) -> list[torch.Tensor]:
         return [t for m in self.modules.values() if m is not None for t in m.state_dict().values()]
+
+
+class _FlatGradients:
+    """The gradients of a run on several processes, as views of one flat tensor: the all-reduce then copies one
+    tensor into a float64 buffer and back, instead of concatenating and splitting every parameter's gradient at
+    every step (the same float64 sums, rounded and divided as :meth:`_Run.average` does)."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        first = params[0]
+        self.flat = torch.zeros(sum(p.numel() for p in params), dtype=first.dtype, device=first.device)
+        self.views = [
+            part.view(p.shape) for p, part in zip(params, self.flat.split([p.numel() for p in params]))
+        ]
+        self.buffer = torch.zeros(
+            self.flat.numel() + 1, dtype=torch.float64, device=first.device
+        )  # + the loss
+
+    @classmethod
+    def for_parameters(cls, params: list[torch.Tensor]) -> _FlatGradients | None:
+        """One, or ``None`` where the parameters do not share a dtype and device (the general path serves)."""
+        if not params or len({(p.dtype, p.device) for p in params}) > 1:
+            return None
+        return cls(params)
+
+    def zero_and_attach(self, params: list[torch.Tensor]) -> None:
+        """Zero the gradients, every parameter's ``grad`` a view of the flat tensor (backward adds into it; a
+        parameter the loss does not reach keeps a zero gradient, as every rank must send the same shapes)."""
+        self.flat.zero_()
+        for p, view in zip(params, self.views):
+            if p.grad is not view:  # an objective's own optimizer may have replaced or dropped it
+                p.grad = view
+
+    def average(self, world: World, local_loss: torch.Tensor, slices: int) -> float:
+        """Average the gradients (in place) and the loss over the step's slices on every rank; the mean loss."""
+        self.buffer[:-1].copy_(self.flat)
+        self.buffer[-1:].copy_(local_loss.reshape(1))
+        world.sum_([self.buffer])
+        self.flat.copy_(self.buffer[:-1])  # rounded as .to rounds
+        self.flat.div_(float(slices))
+        return self.buffer[-1].item() / slices
 
 
 def train(
