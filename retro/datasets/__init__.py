@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from retro.datasets import cmudict_g2p
+from retro.datasets import cmudict_g2p, misspellings
 from retro.errors import DataError
 from retro.text import Codec
 
@@ -26,6 +26,7 @@ __all__ = [
 
 BUILTIN_DATASETS: dict[str, Callable[[str], tuple[list[str], list[str]]]] = {
     "cmudict-g2p": cmudict_g2p.load,
+    "misspellings": misspellings.load,
 }
 BUILTIN_CODECS: dict[str, Callable[[], tuple[Codec, Codec]]] = {
     "cmudict-g2p": cmudict_g2p.codecs,

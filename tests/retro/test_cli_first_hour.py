@@ -145,3 +145,42 @@ def test_long_commands_show_a_bar_with_time_left_on_a_terminal_only(monkeypatch,
     capsys.readouterr()
     code, _, err = run(capsys, command)  # a pipe, not a terminal
     assert code == 0 and not ETA.search(err)
+
+
+def test_generic_defaults_per_imitator(tmp_path, capsys):
+    """On data that recommends nothing: the attention decoder, width 256, a cosine schedule, and for an imitator
+    with continuous latents free bits and no dropout (its z is its noise); dropout for the others."""
+    from retro.inference.train_state import load_train_state
+
+    expected = {
+        ("latent", "retrodiction"): {"dropout": 0.0, "free_bits": 0.1},
+        ("latent", "iwae"): {"dropout": 0.0, "free_bits": 0.0},  # the collapse tools are for the ELBO
+        ("seq2seq", "retrodiction"): {"dropout": 0.1, "free_bits": 0.0},
+        ("mixture", "retrodiction"): {"dropout": 0.1, "free_bits": 0.0},  # a discrete latent: no free bits
+        ("seq2seq", "mixed"): {"dropout": 0.0, "free_bits": 0.0},  # a sampler: no dropout
+    }
+    for (imitator, objective), differing in expected.items():
+        out = tmp_path / f"{imitator}-{objective}"
+        command = (
+            f"train --imitator {imitator} --objective {objective} --data human:arithmetic --n 40 --steps 1"
+        )
+        code, _, err = run(capsys, f"{command} --out {out}")
+        assert code == 0, err
+        _, info = load_train_state(out / "state")
+        settings = {
+            k: info["settings"][k] for k in ("decoder", "hidden_dim", "lr", "lr_schedule", "kl_anneal")
+        }
+        assert settings == {
+            "decoder": "attention",
+            "hidden_dim": 256,
+            "lr": 2e-3,
+            "lr_schedule": "cosine",
+            "kl_anneal": "none",
+        }
+        assert {k: info["settings"][k] for k in differing} == differing, (imitator, objective)
+        saved = json.loads((out / "config.json").read_text())["imitator"]
+        assert (saved["decoder"], saved["hidden_dim"], saved["dropout"]) == (
+            "attention",
+            256,
+            differing["dropout"],
+        )

@@ -117,7 +117,10 @@ def test_spec_through_load_pairs(splits):
     "spec, message",
     [
         ("builtin:cmudict-g2p:dev", "builtin:cmudict-g2p: unknown split 'dev'; splits: train, test"),
-        ("builtin:nope:train", "unknown built-in dataset 'nope'; built-in datasets: cmudict-g2p"),
+        (
+            "builtin:nope:train",
+            "unknown built-in dataset 'nope'; built-in datasets: cmudict-g2p, misspellings",
+        ),
         ("builtin:cmudict-g2p", "'builtin:cmudict-g2p': expected builtin:NAME:SPLIT"),
     ],
 )
