@@ -7,13 +7,16 @@ Objective: the ELBO, one reparameterized particle per answer, Adam.
 
 * ``retro``: ``retro.inference.train.train`` (Pyro's ``Trace_ELBO`` over the program and the guide; the loop also
   draws minibatches from encoded batches and tracks a running loss);
+* ``retro_bucketed``: the same with ``length_buckets=50`` (minibatches of answers of similar length: fewer padded
+  decoder positions), the default of ``retro train``;
 * ``torch``: the same step written by hand on the *same* modules: guide encoders and heads -> (loc, scale),
   ``z = loc + scale * eps``, the decoder's teacher-forced log p of the answer with the same EOS / ``max_length``
   masking as ``StringDistribution.log_prob``, ``log N(z; 0, 1) - log q(z)``, backward, Adam.
 
 Evaluation is switched off in both (``eval_every`` beyond the run). Each method is timed over ``--steps`` steps in
 ``--repeats`` interleaved rounds (best kept), one thread by default. Prints one JSON object with answers per
-second and ``ratio_retro_vs_torch`` (goal <= 1.2).
+second, ``ratio_retro_vs_torch`` (goal <= 1.2; both on random minibatches) and ``speedup_length_buckets``
+(random minibatches' time over bucketed ones').
 
 Usage::
 
@@ -24,6 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -77,10 +81,17 @@ def _modules(setting: Setting, seed: int):
     return imitator, AmortizedGuide(imitator, hidden_dim=setting.hidden // 2)
 
 
-def _retro(setting: Setting, steps: int, batch: int, seed: int) -> float:
+def _retro(setting: Setting, steps: int, batch: int, seed: int, length_buckets: int | None = None) -> float:
     questions, answers = setting.questions, setting.answers
     imitator, guide = _modules(setting, seed)
-    config = TrainConfig(steps=steps, batch_size=batch, learning_rate=1e-3, eval_every=10**9, progress=False)
+    config = TrainConfig(
+        steps=steps,
+        batch_size=batch,
+        learning_rate=1e-3,
+        eval_every=10**9,
+        progress=False,
+        length_buckets=length_buckets,
+    )
     start = time.perf_counter()
     train(imitator, questions, answers, guide, config=config)
     return time.perf_counter() - start
@@ -143,7 +154,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     spec, questions, answers = _data(2000)
     setting = Setting(spec, questions, answers, 32, args.hidden, args.latent, args.decoder)
-    methods = {"retro": _retro, "torch": _torch}
+    methods = {
+        "retro": _retro,
+        "retro_bucketed": functools.partial(_retro, length_buckets=50),
+        "torch": _torch,
+    }
     best = best_of_rounds(
         {
             name: (lambda steps, method=method: method(setting, steps, args.batch, 0))
@@ -163,6 +178,7 @@ def main(argv=None) -> int:
         "threads": args.threads,
         **{f"{name}_answers_per_s": args.steps * args.batch / seconds for name, seconds in best.items()},
         "ratio_retro_vs_torch": best["retro"] / best["torch"],
+        "speedup_length_buckets": best["retro"] / best["retro_bucketed"],
     }
     print(json.dumps(report))
     return 0

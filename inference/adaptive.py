@@ -6,14 +6,16 @@ whose first draws happened to agree would stop with an error bar that is too sma
 *pilot* draws and the reported estimate comes from fresh ones:
 
 1. Pilot rounds: every answer is scored with ``pilot`` particles from a pilot stream (the seed mixed with the
-   round number, so its draws are independent of the reported ones). Its standard error ``s`` predicts the budget
-   ``K = pilot * (s / S)^2 * SAFETY`` (standard errors shrink as ``1/sqrt(K)``). Answers whose prediction exceeds
-   ``ROUND_GROWTH * pilot`` go to another round with ``ROUND_GROWTH`` times as many pilot particles (a small pilot
-   misjudges heavy-tailed weights), until the prediction is close or a next pilot would cost over a quarter of the
-   maximum budget.
-2. The reported run: each answer gets its predicted budget (rounded up to a grid of ``sqrt(2)`` steps, so that few
-   estimator calls serve all answers, and capped at the maximum) and is scored afresh with the call's own seed:
-   its record is exactly what ``estimate(..., num_particles=K)`` gives for it. Given the budget, the reported
+   round number, so its draws are independent of the reported ones). The spread of its draws, ``s`` (its standard
+   error before the small-sample widening, :func:`~retro.inference.weight_records.spread_stderr`), predicts the
+   budget ``K = pilot * (s / S)^2 * SAFETY`` (standard errors shrink as ``1/sqrt(K)``), times the square of the
+   widening that the ESS expected at ``K`` will give the reported error bar. Only answers whose
+   prediction exceeds ``SETTLE_RATIO * pilot`` go to another round with ``ROUND_GROWTH`` times as many pilot
+   particles (a small pilot misjudges heavy-tailed weights, and an error in a long extrapolation costs the most),
+   until the prediction is close or a next pilot would cost over a quarter of the maximum budget.
+2. The reported run: each answer gets its predicted budget (rounded up to a grid of ``GRID_STEP`` ratios, so that
+   few estimator calls serve all answers, and capped at the maximum) and is scored afresh with the call's own
+   seed: its record is exactly what ``estimate(..., num_particles=K)`` gives for it. Given the budget, the reported
    draws are an ordinary fixed-budget run, so its error bar keeps its calibration (the calibration test checks).
 
 Each record's ``num_particles`` is the budget it was scored with; ``info.diagnostics`` holds ``particles[B]`` and
@@ -29,11 +31,16 @@ import torch
 
 from retro.errors import RetroError
 from retro.inference.results import AnswerEstimate, Estimate, EstimateInfo
+from retro.inference.weight_records import small_sample_factor, spread_stderr
 
-__all__ = ["adaptive_estimate", "budget_grid", "SAFETY", "ROUND_GROWTH"]
+__all__ = ["adaptive_estimate", "budget_grid", "SAFETY", "ROUND_GROWTH", "SETTLE_RATIO", "GRID_STEP"]
 
-SAFETY = 1.25  # predicted budgets aim 11% below the target standard error (1 / sqrt(1.25))
+# A variance estimated from n Normal draws predicts 1 / variance too high by (n - 1) / (n - 3) on average (1.29 at
+# the first pilot's n = 10): budgets are scaled up by about that, so the reported variance averages about S^2.
+SAFETY = 1.25
 ROUND_GROWTH = 4  # each pilot round has this many times the particles of the last
+SETTLE_RATIO = 16  # a pilot settles the budgets it predicts up to this many times its own
+GRID_STEP = 2**0.25  # reported budgets are rounded up to powers of this ratio (9% more particles at most)
 
 # run(questions, answers, num_particles, seed, answer_ids) -> Estimate
 Run = Callable[[Sequence[str], Sequence[str], int, int, torch.Tensor], Estimate]
@@ -48,17 +55,23 @@ def _pilot_seed(seed: int, round_: int) -> int:
 
 
 def budget_grid(budget: int, smallest: int, largest: int) -> int:
-    """``budget`` rounded up to ``smallest * sqrt(2)^j`` (an integer), within ``[smallest, largest]``."""
+    """``budget`` rounded up to ``smallest * GRID_STEP^j`` (an integer), within ``[smallest, largest]``."""
     if budget <= smallest:
         return smallest
-    steps = math.ceil(2 * math.log2(budget / smallest) - 1e-9)
-    return min(largest, math.ceil(smallest * 2 ** (steps / 2) - 1e-9))
+    steps = math.ceil(math.log(budget / smallest) / math.log(GRID_STEP) - 1e-9)
+    return min(largest, math.ceil(smallest * GRID_STEP**steps - 1e-9))
 
 
-def _predicted(stderr: float, pilot: int, target: float, largest: int) -> int:
-    if not math.isfinite(stderr):  # no spread estimated (one draw, impossible answer): the most we may spend
+def _predicted(record: AnswerEstimate, pilot: int, target: float, largest: int) -> int:
+    """The budget at which the record's reported (widened) standard error is predicted to reach ``target``."""
+    spread = spread_stderr(record)
+    if not math.isfinite(spread):  # no spread estimated (one draw, impossible answer): the most we may spend
         return largest
-    return max(1, math.ceil(pilot * (stderr / target) ** 2 * SAFETY))
+    budget = max(2, math.ceil(pilot * (spread / target) ** 2 * SAFETY))
+    # The reported error bar is the spread widened for the ESS it will have (the ESS grows with the budget).
+    ess = record.ess * budget / pilot if record.kind != "lower_bound" else budget
+    widening = float(small_sample_factor(min(max(ess, 2.0), budget)))
+    return max(1, math.ceil(budget * widening**2))
 
 
 def adaptive_estimate(
@@ -111,12 +124,10 @@ def adaptive_estimate(
             budget[active] = pilot
             break
         spent[active] += pilot
-        predicted = torch.tensor(
-            [_predicted(r.stderr, pilot, target_stderr, max_particles) for r in result.records]
-        )
-        # Settle when the prediction is near the pilot, or when a next pilot would cost over a quarter of the
-        # maximum (pilots then never cost more than a third of it).
-        settled = (predicted <= ROUND_GROWTH * pilot) | (ROUND_GROWTH * pilot > max_particles / ROUND_GROWTH)
+        predicted = torch.tensor([_predicted(r, pilot, target_stderr, max_particles) for r in result.records])
+        # Settle when the prediction is near enough the pilot, or when a next pilot would cost over a quarter of
+        # the maximum (pilots then never cost more than a third of it).
+        settled = (predicted <= SETTLE_RATIO * pilot) | (ROUND_GROWTH * pilot > max_particles / ROUND_GROWTH)
         budget[active[settled]] = predicted[settled]
         active = active[~settled]
         pilot, round_ = pilot * ROUND_GROWTH, round_ + 1

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO, config_enumerate
+from pyro.infer.elbo import ELBOModule
 from tqdm import tqdm
 
 from retro.distributed import World, current_world
@@ -33,7 +34,7 @@ from retro.inference.schedules import (
     schedule_progress,
     scheduled_learning_rate,
 )
-from retro.inference.train_state import TrainState
+from retro.inference.train_state import TrainState, trained_parameters
 from retro.program import StringProgram
 
 __all__ = [
@@ -82,6 +83,16 @@ class TrainConfig:
             (seed, step, slice), their gradients averaged; ``None``: one per process. A run on ``R`` processes
             needs a multiple of ``R`` (each process takes ``slices / R`` of them), so a fixed ``slices`` gives the
             same training whatever the number of processes (up to the order of floating-point sums).
+        length_buckets: minibatches of answers of similar length: at each reshuffle, every pool of this many
+            minibatches (of the shuffled answers) is sorted by answer length, then question length, and cut into
+            minibatches, and the minibatches are shuffled. A minibatch is padded to its longest answer, so this
+            runs fewer padded decoder positions (on CMUdict, 50 makes a step about 1.4x faster); ``None``: plain
+            random minibatches.
+        average_decay: evaluations, the kept best parameters and so the saved model use an exponential moving
+            average of the imitator's and the guide's parameters (Polyak averaging, a smoother point than the last
+            step's) with this decay per step, e.g. ``0.999`` (about the last 1,000 steps); early on the decay is
+            ``min(average_decay, (1 + step) / (10 + step))``, so the average does not remember the initialization.
+            ``None``: the parameters as they are.
     """
 
     steps: int | None = 2000
@@ -97,6 +108,8 @@ class TrainConfig:
     checkpoint_every: int | None = None
     patience: int | None = None
     slices: int | None = None
+    length_buckets: int | None = None
+    average_decay: float | None = None
 
     def __post_init__(self):
         if self.steps is None and self.minutes is None:
@@ -107,7 +120,7 @@ class TrainConfig:
                 continue
             if int(value) != value or value < 1:
                 raise RetroError(f"training: {name} must be a positive integer, got {value}")
-        for name in ("checkpoint_every", "patience", "slices"):
+        for name in ("checkpoint_every", "patience", "slices", "length_buckets"):
             value = getattr(self, name)
             if value is not None and (int(value) != value or value < 1):
                 raise RetroError(f"training: {name} must be a positive integer, got {value}")
@@ -117,6 +130,8 @@ class TrainConfig:
             raise RetroError(
                 f"training: lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
             )
+        if self.average_decay is not None and not 0 <= self.average_decay < 1:
+            raise RetroError(f"training: average_decay must be in [0, 1), got {self.average_decay}")
         if self.minutes is not None and not self.minutes > 0:
             raise RetroError(f"training: minutes must be > 0, got {self.minutes}")
 
@@ -140,11 +155,32 @@ def _no_guide(questions, answers=None):
     return None
 
 
+class _ElboModule(ELBOModule):
+    """Pyro's ELBO module (the same model and registered guide, the same loss), calling the guide through
+    ``call_guide``: for an :class:`AmortizedGuide`, its ``forward``. Through ``PyroModule.__call__`` every call
+    would also send one Pyro ``param`` message per guide parameter (22 for a guide of one continuous site) and
+    swap in the module's parameter store, work the ELBO ignores (training optimizes the parameters itself)."""
+
+    def __init__(self, model, guide, elbo, call_guide):
+        super().__init__(model, guide, elbo)
+        self.call_guide = call_guide
+
+    def forward(self, *args, **kwargs):
+        return self.elbo.differentiable_loss(self.model, self.call_guide, *args, **kwargs)
+
+
 def elbo_loss(imitator: StringProgram, guide: AmortizedGuide | None):
     """A ``torch.nn.Module`` whose call ``(questions, answers)`` returns minus the ELBO summed over answers."""
-    if guide is not None and any(site.discrete for site in guide.sites.values()):
-        return TraceEnum_ELBO(max_plate_nesting=1)(imitator.model, config_enumerate(guide))
-    return Trace_ELBO(max_plate_nesting=1)(imitator.model, guide if guide is not None else _no_guide)
+    if guide is None:
+        return _ElboModule(imitator.model, _no_guide, Trace_ELBO(max_plate_nesting=1), _no_guide)
+    # An AmortizedGuide holds plain torch modules (no PyroParam or PyroSample): its forward alone is the guide
+    call_guide = guide.forward if type(guide) is AmortizedGuide else guide
+    if any(site.discrete for site in guide.sites.values()):
+        wrapped = config_enumerate(guide)
+        return _ElboModule(
+            imitator.model, wrapped, TraceEnum_ELBO(max_plate_nesting=1), config_enumerate(call_guide)
+        )
+    return _ElboModule(imitator.model, guide, Trace_ELBO(max_plate_nesting=1), call_guide)
 
 
 def random_key(seed: int, *parts: int | str) -> int:
@@ -215,6 +251,9 @@ class _Position:
     waited: int = 0
     seconds_before: float = 0.0
     best_parameters: dict[str, torch.Tensor] | None = None
+    averaged: dict[str, torch.Tensor] | None = (
+        None  # the moving average of ``_Run.averaged_names``' parameters
+    )
 
 
 class _Run:
@@ -235,10 +274,12 @@ class _Run:
         world: World,
         size: int,
         retrodiction: bool,
+        length_keys: torch.Tensor | None = None,
     ):
         self.imitator, self.guide, self.objective, self.modules = imitator, guide, objective, modules
         self.retrodiction = retrodiction
         self.config, self.world, self.size = config, world, size
+        self.length_keys = length_keys
         self.slices = config.slices if config.slices is not None else world.size
         if self.slices % world.size:
             raise RetroError(
@@ -252,20 +293,33 @@ class _Run:
         params = list(imitator.parameters()) + (list(guide.parameters()) if guide is not None else [])
         params = [p for p in params if p.requires_grad]  # a frozen base (language models) is not optimized
         self.params = params
+        self.flat_grads = _FlatGradients.for_parameters(params) if world.size > 1 else None
         # foreach: one call updates every tensor (the same numbers as the per-tensor loop, a fraction of its
         # per-step cost on a CPU, where PyTorch would loop over the tensors in Python)
         self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, foreach=True)
         self.every_parameter = list(
             {id(p): p for m in modules.values() if m is not None for p in m.parameters()}.values()
         )
-        self.position = _Position(order=self._shuffled(0))
+        # (name, live parameter) pairs that config.average_decay averages: the imitator's and the guide's
+        self.averaged_names = trained_parameters(modules)
+        self.position = _Position(order=self._shuffled(0), averaged=self._fresh_average())
         self.report = TrainReport()
+
+    def _fresh_average(self) -> dict[str, torch.Tensor] | None:
+        if self.config.average_decay is None:
+            return None
+        return {name: p.detach().clone() for name, p in self.averaged_names}
 
     # -- minibatches and the gradient step -------------------------------------------------------------------------
 
     def _shuffled(self, step: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(random_key(self.config.seed, "order", step))
-        return torch.randperm(self.size, generator=generator)
+        order = torch.randperm(self.size, generator=generator)
+        if self.config.length_buckets is None or self.length_keys is None:
+            return order
+        return _bucketed(
+            order, self.length_keys, self.config.batch_size, self.config.length_buckets, generator
+        )
 
     def _minibatch(self, step: int) -> torch.Tensor:
         position, batch = self.position, self.config.batch_size
@@ -284,7 +338,10 @@ class _Run:
         """One optimizer step on the next global minibatch: this rank's slices, gradients averaged over all
         (``seconds``: training time so far, which a schedule without a step count follows)."""
         index = self._minibatch(step)
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.flat_grads is not None:
+            self.flat_grads.zero_and_attach(self.params)
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
         local_loss = torch.zeros((), dtype=torch.float64)
         for s, part in self._my_slices(index):
             _seed(random_key(self.config.seed, "step", step, s))
@@ -302,11 +359,35 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = rate
         self.optimizer.step()
+        self._update_average(step)
         finish = getattr(self.objective, "finish_step", None)
         if finish is not None:  # e.g. the adversarial discriminator's own step, on the averaged gradient
             finish(self.average)
         running = self.position.running
         self.position.running = loss if running is None else 0.95 * running + 0.05 * loss
+
+    def _update_average(self, step: int) -> None:
+        averaged = self.position.averaged
+        if averaged is None:
+            return
+        decay = min(self.config.average_decay, (1 + step) / (10 + step))
+        with torch.no_grad():  # one call for the list: average += (1 - decay) * (live - average)
+            torch._foreach_lerp_(
+                [averaged[name] for name, _ in self.averaged_names],
+                [p.detach() for _, p in self.averaged_names],
+                1.0 - decay,
+            )
+
+    def _swap_average(self) -> None:
+        """Exchange the live parameters and their moving average (twice: back as they were)."""
+        averaged = self.position.averaged
+        if averaged is None:
+            return
+        with torch.no_grad():
+            for name, p in self.averaged_names:
+                live = p.detach().clone()
+                p.copy_(averaged[name])
+                averaged[name].copy_(live)
 
     def _shared_seconds(self, seconds: float) -> float:
         """Rank 0's clock when the schedule follows the time: every rank must take the same step size."""
@@ -322,6 +403,8 @@ class _Run:
         torch._foreach_div_(tensors, float(self.slices))  # one call for the list (the same numbers as div_)
 
     def _average_gradients(self, local_loss: torch.Tensor) -> float:
+        if self.flat_grads is not None:
+            return self.flat_grads.average(self.world, local_loss, self.slices)
         grads = [p.grad for p in self.params if p.grad is not None]
         if self.world.size > 1 and len(grads) != len(self.params):  # every rank must send the same shapes
             for p in self.params:
@@ -342,11 +425,15 @@ class _Run:
             return
         _set_training(self.modules, False)  # dropout off: held-out scores are of the model, not a thinned one
         _seed(random_key(self.config.seed, "evaluate", step))
-        row = self._evaluation_row(step, heldout, round(clock(), 2))
-        self.report.history.append(row)
-        if on_evaluate is not None:
-            on_evaluate(row)
-        self._keep_if_best(step, row, on_improve)
+        self._swap_average()  # the averaged parameters are scored and kept
+        try:
+            row = self._evaluation_row(step, heldout, round(clock(), 2))
+            self.report.history.append(row)
+            if on_evaluate is not None:
+                on_evaluate(row)
+            self._keep_if_best(step, row, on_improve)
+        finally:
+            self._swap_average()
         _set_training(self.modules, True)
 
     def _evaluation_row(self, step: int, heldout, seconds: float) -> dict[str, Any]:
@@ -397,6 +484,11 @@ class _Run:
             if position.best_parameters is not None
             else _parameters(self.modules),
             optimizer=copy.deepcopy(self.optimizer.state_dict()),  # the live state changes in place
+            averaged_parameters=(
+                {k: v.clone() for k, v in position.averaged.items()}
+                if position.averaged is not None
+                else None
+            ),
             cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         )
 
@@ -413,6 +505,12 @@ class _Run:
             waited=state.evaluations_since_best,
             seconds_before=state.seconds,
             best_parameters=state.best_parameters,
+            # a state saved without an average (or by a run that did not average) starts one from here
+            averaged=(
+                {k: v.clone() for k, v in state.averaged_parameters.items()}
+                if state.averaged_parameters is not None and self.config.average_decay is not None
+                else self._fresh_average()
+            ),
         )
         report = self.report
         report.history, report.best_heldout, report.best_step = (
@@ -430,6 +528,46 @@ class _Run:
 
     def every_parameter_and_buffer(self) -> list[torch.Tensor]:
         return [t for m in self.modules.values() if m is not None for t in m.state_dict().values()]
+
+
+class _FlatGradients:
+    """The gradients of a run on several processes, as views of one flat tensor: the all-reduce then copies one
+    tensor into a float64 buffer and back, instead of concatenating and splitting every parameter's gradient at
+    every step (the same float64 sums, rounded and divided as :meth:`_Run.average` does)."""
+
+    def __init__(self, params: list[torch.Tensor]):
+        first = params[0]
+        self.flat = torch.zeros(sum(p.numel() for p in params), dtype=first.dtype, device=first.device)
+        self.views = [
+            part.view(p.shape) for p, part in zip(params, self.flat.split([p.numel() for p in params]))
+        ]
+        self.buffer = torch.zeros(
+            self.flat.numel() + 1, dtype=torch.float64, device=first.device
+        )  # + the loss
+
+    @classmethod
+    def for_parameters(cls, params: list[torch.Tensor]) -> _FlatGradients | None:
+        """One, or ``None`` where the parameters do not share a dtype and device (the general path serves)."""
+        if not params or len({(p.dtype, p.device) for p in params}) > 1:
+            return None
+        return cls(params)
+
+    def zero_and_attach(self, params: list[torch.Tensor]) -> None:
+        """Zero the gradients, every parameter's ``grad`` a view of the flat tensor (backward adds into it; a
+        parameter the loss does not reach keeps a zero gradient, as every rank must send the same shapes)."""
+        self.flat.zero_()
+        for p, view in zip(params, self.views):
+            if p.grad is not view:  # an objective's own optimizer may have replaced or dropped it
+                p.grad = view
+
+    def average(self, world: World, local_loss: torch.Tensor, slices: int) -> float:
+        """Average the gradients (in place) and the loss over the step's slices on every rank; the mean loss."""
+        self.buffer[:-1].copy_(self.flat)
+        self.buffer[-1:].copy_(local_loss.reshape(1))
+        world.sum_([self.buffer])
+        self.flat.copy_(self.buffer[:-1])  # rounded as .to rounds
+        self.flat.div_(float(slices))
+        return self.buffer[-1].item() / slices
 
 
 def train(
@@ -492,6 +630,7 @@ def train(
         world,
         len(answers),
         retrodiction=objective is None or getattr(objective, "retrodiction", False),
+        length_keys=a_all.lengths * (int(q_all.lengths.max()) + 1) + q_all.lengths,
     )
     first_step = run.restore(resume) if resume is not None else 1
     start = time.monotonic()
@@ -543,6 +682,20 @@ def train(
     run.finish()
     run.report.steps, run.report.seconds = step, clock()
     return run.report
+
+
+def _bucketed(
+    order: torch.Tensor, keys: torch.Tensor, batch: int, pool_batches: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``order`` regrouped into minibatches of similar ``keys``: each pool of ``pool_batches`` minibatches sorted
+    by key, the full minibatches shuffled; the answers that fill no minibatch stay at the end (a permutation still)."""
+    pool = batch * pool_batches
+    pools = [part[torch.sort(keys[part], stable=True).indices] for part in order.split(pool)]
+    sorted_order = torch.cat(pools)
+    full = len(order) // batch * batch
+    minibatches = sorted_order[:full].view(-1, batch)
+    shuffled = minibatches[torch.randperm(len(minibatches), generator=generator)].reshape(-1)
+    return torch.cat([shuffled, sorted_order[full:]])
 
 
 def _may_stop(config: TrainConfig, step: int, first_step: int) -> bool:

@@ -24,7 +24,14 @@ import torch
 
 from retro.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 
-__all__ = ["TrainState", "save_train_state", "load_train_state", "check_resumable", "STATE_FORMAT"]
+__all__ = [
+    "TrainState",
+    "save_train_state",
+    "load_train_state",
+    "check_resumable",
+    "trained_parameters",
+    "STATE_FORMAT",
+]
 
 STATE_FORMAT = "retro-train-state/1"
 
@@ -45,6 +52,19 @@ class TrainState:
     best_parameters: dict[str, torch.Tensor]
     optimizer: dict[str, Any]  # torch.optim state_dict
     cuda_rng: list[torch.Tensor] = field(default_factory=list)
+    averaged_parameters: dict[str, torch.Tensor] | None = None  # TrainConfig.average_decay's moving average
+
+
+def trained_parameters(modules: dict[str, torch.nn.Module | None]) -> list[tuple[str, torch.Tensor]]:
+    """``("imitator.NAME" or "guide.NAME", parameter)`` for every parameter training changes (a frozen language-model
+    base's are not): what the optimizer holds, and what ``TrainConfig.average_decay`` averages."""
+    return [
+        (f"{name}.{key}", p)
+        for name in ("imitator", "guide")
+        if modules.get(name) is not None
+        for key, p in modules[name].named_parameters()
+        if p.requires_grad
+    ]
 
 
 def _optimizer_to_checkpoint(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -110,6 +130,7 @@ def save_train_state(directory: str | os.PathLike, state: TrainState, info: dict
     """Write ``state`` (and ``info``: what is needed to rebuild the run, e.g. the command's settings)."""
     tensors = {f"current.{k}": v for k, v in state.parameters.items()}
     tensors.update({f"best.{k}": v for k, v in state.best_parameters.items()})
+    tensors.update({f"average.{k}": v for k, v in (state.averaged_parameters or {}).items()})
     optimizer_tensors, optimizer_config = _optimizer_to_checkpoint(state.optimizer)
     tensors.update(optimizer_tensors)
     tensors["order"], tensors["rng"] = state.order, state.rng
@@ -158,6 +179,10 @@ def load_train_state(directory: str | os.PathLike) -> tuple[TrainState, dict[str
             rng=_tensor(tensors, "rng", torch.uint8, "a byte vector"),
             parameters={k[len("current.") :]: v for k, v in tensors.items() if k.startswith("current.")},
             best_parameters={k[len("best.") :]: v for k, v in tensors.items() if k.startswith("best.")},
+            averaged_parameters={
+                k[len("average.") :]: v for k, v in tensors.items() if k.startswith("average.")
+            }
+            or None,
             optimizer=_optimizer_from_checkpoint(tensors, config["optimizer"]),
             cuda_rng=[
                 tensors[k]
@@ -261,6 +286,9 @@ def check_resumable(
     try:
         _check_tensors(state.parameters, expected, "the saved parameters")
         _check_tensors(state.best_parameters, expected, "the saved best parameters")
+        if state.averaged_parameters is not None:
+            averaged = dict(trained_parameters(modules))
+            _check_tensors(state.averaged_parameters, averaged, "the saved averaged parameters")
         if len(state.order) != num_answers or not torch.equal(
             torch.sort(state.order).values, torch.arange(num_answers)
         ):

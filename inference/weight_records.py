@@ -16,6 +16,7 @@ __all__ = [
     "records_from_log_weights",
     "small_sample_factor",
     "unseen_mass_floor",
+    "spread_stderr",
 ]
 
 _Z95 = 1.959963984540054  # the standard Normal's 97.5% quantile
@@ -42,6 +43,23 @@ def unseen_mass_floor(num_draws: int) -> float:
     bar; this one covers that case (0.15 nats at K = 10, 0.0015 at K = 1000).
     """
     return math.log(20.0) / (_Z95 * num_draws)
+
+
+def _widening(num_draws, ess, kind: str):
+    """The factor :func:`records_from_log_weights` widens a standard error by (see there)."""
+    return small_sample_factor(num_draws if kind == "lower_bound" else np.clip(ess, 2.0, num_draws))
+
+
+def spread_stderr(record: AnswerEstimate) -> float:
+    """A record's standard error before the small-sample widening: the spread of its draws over ``sqrt(K)``.
+
+    This, not the widened error bar, is what predicts the standard error of a run with another budget ``K'``
+    (``spread_stderr * sqrt(K / K')``): the widening stands for the uncertainty of the spread itself at small K
+    (a factor 1.4 at an ESS of 5) and would inflate a prediction from a small pilot by its square. ``nan`` or
+    ``inf`` where the record has no finite spread."""
+    if not (record.num_particles >= 2 and math.isfinite(record.stderr)):
+        return record.stderr
+    return record.stderr / float(_widening(record.num_particles, record.ess, record.kind))
 
 
 def records_from_log_weights(
@@ -98,11 +116,9 @@ def _records(lw: np.ndarray, questions, answers, method: str, kind: Kind) -> lis
         stderr = w.std(axis=1, ddof=ddof) / math.sqrt(num_particles) / mean_w
     if num_particles == 1:
         stderr = np.full_like(stderr, np.nan)
-    elif kind == "lower_bound":
-        stderr = stderr * small_sample_factor(num_particles)
     else:
-        # The spread of uneven weights rests on fewer draws than K: Kish's ESS counts them.
-        stderr = stderr * small_sample_factor(np.clip(ess, 2.0, num_particles))
+        # An estimate's spread of uneven weights rests on fewer draws than K: Kish's ESS counts them.
+        stderr = stderr * _widening(num_particles, ess, kind)
         if kind == "estimate":  # K equal weights: the draws do not show that the weights are all equal
             stderr = np.where(stderr > 0, stderr, unseen_mass_floor(num_particles))
     estimate = np.where(possible, estimate, -np.inf)

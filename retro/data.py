@@ -245,11 +245,15 @@ def _load_builtin(spec: str, n: int | None, seed: int) -> Pairs:
     )
 
 
-def split_pairs(pairs: Pairs, heldout_fraction: float = 0.1, seed: int = 0) -> tuple[Pairs, Pairs]:
-    """A seeded random split into (train, held-out); at least one pair on each side."""
+def split_pairs(
+    pairs: Pairs, heldout_fraction: float = 0.1, seed: int = 0, max_heldout: int | None = None
+) -> tuple[Pairs, Pairs]:
+    """A seeded random split into (train, held-out): ``heldout_fraction`` of the pairs, at most ``max_heldout``,
+    at least one pair on each side."""
     if len(pairs) < 2:
         raise DataError("need at least 2 pairs to hold some out")
     order = list(range(len(pairs)))
     random.Random(seed).shuffle(order)
-    cut = min(len(pairs) - 1, max(1, round(heldout_fraction * len(pairs))))
+    cut = round(heldout_fraction * len(pairs))
+    cut = min(len(pairs) - 1, max(1, cut if max_heldout is None else min(cut, max_heldout)))
     return pairs.subset(sorted(order[cut:])), pairs.subset(sorted(order[:cut]))

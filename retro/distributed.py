@@ -61,6 +61,9 @@ class World:
             return
         import torch.distributed as dist
 
+        if len(tensors) == 1 and _is_flat_float64(tensors[0], self.device):  # reduced where it lies
+            dist.all_reduce(tensors[0])
+            return
         flat = _flat_float64(tensors, self.device)
         dist.all_reduce(flat)
         _copy_back(tensors, flat)
@@ -115,6 +118,10 @@ def _flat_float64(tensors: list[torch.Tensor], device: torch.device) -> torch.Te
     """The tensors' values in one float64 vector on ``device`` (a single concatenation, whatever their dtypes)."""
     flat = torch.cat([t.detach().reshape(-1).to(device) for t in tensors])  # promotes to the widest dtype
     return flat.to(torch.float64)
+
+
+def _is_flat_float64(tensor: torch.Tensor, device: torch.device) -> bool:
+    return tensor.dtype == torch.float64 and tensor.is_contiguous() and tensor.device == device
 
 
 def _copy_back(tensors: list[torch.Tensor], flat: torch.Tensor) -> None:

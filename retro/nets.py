@@ -149,28 +149,55 @@ class AttentionGRUDecoder(nn.Module):
         return self.out(self.dropout(torch.cat([upper, attended], dim=-1)))
 
     def init_state(self, context: torch.Tensor, memory: Memory):
-        rows = torch.arange(context.shape[0], device=context.device) % memory.states.shape[0]
-        # Step-by-step decoding keeps one memory row per decoder row, so beams can reorder them.
-        keys = self.key(memory.states).index_select(0, rows)
-        values = self.value(memory.states).index_select(0, rows)
-        return (*self._initial_hidden(context), context, keys, values, memory.mask.index_select(0, rows))
+        keys, values, mask = self.key(memory.states), self.value(memory.states), memory.mask
+        if context.shape[0] != keys.shape[0]:  # row n reads memory n % M: one memory row per decoder row
+            rows = torch.arange(context.shape[0], device=context.device) % keys.shape[0]
+            keys, values, mask = (
+                keys.index_select(0, rows),
+                values.index_select(0, rows),
+                mask.index_select(0, rows),
+            )
+        # The memories are kept per group of consecutive rows that read the same one (a question's beams), not
+        # copied per row: reordering a beam then moves its hidden states, not a copy of the question's states.
+        return (*self._initial_hidden(context), context, keys, values, mask)
 
     def step(self, state, previous: torch.Tensor):
         h_lower, h_upper, context, keys, values, mask = state
         lower, h_lower = self.lower(self._inputs(context, previous[:, None]), h_lower)
         lower = self.dropout(lower)
-        attended = self._attend(lower, keys, values, mask)
+        attended = self._attend_grouped(lower, keys, values, mask)
         upper, h_upper = self.upper(torch.cat([lower, attended], dim=-1), h_upper)
         logits = self.out(self.dropout(torch.cat([upper[:, 0], attended[:, 0]], dim=-1)))
         return logits, (h_lower, h_upper, context, keys, values, mask)
 
+    def _attend_grouped(
+        self, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+    ):
+        """Attended values ``[N, 1, H]`` where ``G`` memories serve ``N = G * g`` rows, row ``n`` reading ``n // g``."""
+        n, _, h = queries.shape
+        g = n // keys.shape[0]
+        q = self.query(queries).view(keys.shape[0], g, h)
+        scores = torch.bmm(q, keys.transpose(1, 2)) * self.scale  # [G, g, S]
+        weights = scores.masked_fill(~mask[:, None, :], -math.inf).softmax(-1)
+        return torch.bmm(weights, values).view(n, 1, h)
+
     def reorder_state(self, state, index: torch.Tensor):
         """The state of rows ``index`` (e.g. the parents of a beam's hypotheses)."""
-        h_lower, h_upper, *rows = state
+        h_lower, h_upper, context, keys, values, mask = state
+        owner = index // (h_lower.shape[1] // keys.shape[0])  # the memory each new row reads
+        # New rows in runs of equal length reading one memory each (a beam's hypotheses): one memory per run.
+        runs = 1 + int((owner[1:] != owner[:-1]).sum()) if len(owner) else 1
+        grouped = (
+            len(owner) > 0
+            and len(owner) % runs == 0
+            and bool((owner.view(runs, -1) == owner.view(runs, -1)[:, :1]).all())
+        )
+        memories = owner.view(runs, -1)[:, 0] if grouped else owner
         return (
             h_lower.index_select(1, index),
             h_upper.index_select(1, index),
-            *(x.index_select(0, index) for x in rows),
+            context.index_select(0, index),
+            *(x.index_select(0, memories) for x in (keys, values, mask)),
         )
 
 

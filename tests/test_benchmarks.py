@@ -94,7 +94,13 @@ def test_adversarial_speed_smoke():
 def test_training_speed_smoke():
     report = _smoke_report("training_speed")
     assert report["benchmark"] == "training_speed" and report["steps"] == 3
-    for key in ("retro_answers_per_s", "torch_answers_per_s", "ratio_retro_vs_torch"):
+    for key in (
+        "retro_answers_per_s",
+        "retro_bucketed_answers_per_s",
+        "torch_answers_per_s",
+        "ratio_retro_vs_torch",
+        "speedup_length_buckets",
+    ):
         assert _positive_finite(report[key]), (key, report[key])
 
 

@@ -35,6 +35,8 @@ MAX_LENGTH_MARGIN = (
 )
 DEFAULTS = {  # settings a built-in dataset may recommend otherwise (retro.datasets.recommended_settings)
     "batch_size": 64,
+    "length_buckets": 50,
+    "average_decay": 0,
     "lr": 3e-3,
     "lr_schedule": "constant",
     "eval_every": 200,
@@ -46,6 +48,7 @@ DEFAULTS = {  # settings a built-in dataset may recommend otherwise (retro.datas
     "kl_cycle": 1000,
     "free_bits": 0.0,
 }
+MAX_HELDOUT = 1000  # pairs held out of --data without --heldout: evaluations score 200 of them
 COLLAPSE_SETTINGS = ("kl_anneal", "kl_warmup", "kl_cycle", "free_bits")
 RECOMMENDED = "; a built-in dataset may recommend another"
 
@@ -94,7 +97,11 @@ def register(subparsers) -> None:
         default=None,
         help="use the first N pairs, or draw N from a human (default: all; 1000)",
     )
-    p.add_argument("--heldout", default=None, help="held-out data spec (default: 10%% of --data)")
+    p.add_argument(
+        "--heldout",
+        default=None,
+        help=f"held-out data spec (default: 10%% of --data, at most {MAX_HELDOUT} pairs; the rest is trained on)",
+    )
     p.add_argument(
         "--minutes",
         type=float,
@@ -109,6 +116,21 @@ def register(subparsers) -> None:
         help=f"optimizer steps (default: as many as --minutes allows; {DEFAULT_STEPS} without --minutes)",
     )
     p.add_argument("--batch-size", type=int, default=None, help=f"answers per step {_default('batch_size')}")
+    p.add_argument(
+        "--average-decay",
+        type=float,
+        default=None,
+        help="evaluate and keep a moving average of the parameters with this decay per step, e.g. 0.999 "
+        f"(Polyak averaging); 0: the parameters as they are {_default('average_decay')}",
+    )
+    p.add_argument(
+        "--length-buckets",
+        type=int,
+        default=None,
+        help="minibatches of answers of similar length: each pool of this many shuffled minibatches is sorted by "
+        f"length before it is cut (fewer padded positions, faster steps); 0: plain random minibatches "
+        f"{_default('length_buckets')}",
+    )
     p.add_argument(
         "--lr",
         type=float,
@@ -264,7 +286,10 @@ SETTINGS = (  # what a resumed run takes from the saved one
     "out",
     "n",
     "heldout",
+    "max_heldout",
     "batch_size",
+    "length_buckets",
+    "average_decay",
     "lr",
     "lr_schedule",
     "eval_every",
@@ -331,9 +356,12 @@ SETTING_RULES = {
     "imitator": (_text, "a built-in imitator"),  # make_imitator names the built-in ones
     "data": (_text, "a data spec"),
     "heldout": (_optional(_text), "a data spec"),
+    "max_heldout": (_optional(POSITIVE), "an integer >= 1"),
     "out": (_optional(_text), "a directory"),
     "n": (_optional(POSITIVE), "an integer >= 1"),
     "batch_size": (POSITIVE, "an integer >= 1"),
+    "length_buckets": (_optional(_integer(0, 10**6)), "an integer from 0 to 1000000"),
+    "average_decay": (_optional(_number(0, 1, open_high=True)), "a number in [0, 1)"),
     "lr": (_number(0), "a finite number >= 0"),
     "lr_schedule": (_optional(_one_of(LR_SCHEDULES)), f"one of {', '.join(LR_SCHEDULES)}"),
     "eval_every": (POSITIVE, "an integer >= 1"),
@@ -411,6 +439,9 @@ def _resumed_settings(args):
     for key in SETTINGS:
         setattr(args, key, saved.get(key))
     args.out = args.resume
+    if "length_buckets" not in saved:  # saved before length buckets existed: random minibatches, as it had
+        args.length_buckets = 0
+    # (a run saved before the held-out cap existed held out 10% of --data: max_heldout stays None, as it had)
     for key, value in DEFAULTS.items():  # a run saved before the setting existed
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -459,6 +490,7 @@ def _settle_settings(args, pairs, answer_codec, announce: bool = True) -> None:
         args.max_length = longest + max(4, math.ceil(MAX_LENGTH_MARGIN * longest))
     if args.steps is None and args.minutes is None:
         args.steps = DEFAULT_STEPS
+    args.max_heldout = MAX_HELDOUT
 
 
 def _load_language_model_base(args, device):
@@ -609,7 +641,7 @@ def _run(args, world) -> int:
     if args.heldout:
         train_pairs, heldout = pairs, load_data(args.heldout, imitator, None, args.seed + 1)
     else:
-        train_pairs, heldout = split_pairs(pairs, 0.1, args.seed)
+        train_pairs, heldout = split_pairs(pairs, 0.1, args.seed, args.max_heldout)
     guide = (
         AmortizedGuide(imitator, hidden_dim=max(32, args.hidden_dim // 2)).to(device)
         if latent_sites(imitator)
@@ -627,6 +659,8 @@ def _run(args, world) -> int:
         checkpoint_every=args.checkpoint_every,
         patience=args.patience,
         slices=args.slices,
+        length_buckets=args.length_buckets or None,
+        average_decay=args.average_decay or None,
     )
     objective = None
     collapse_tools = args.kl_anneal not in (None, "none") or (args.free_bits or 0) > 0

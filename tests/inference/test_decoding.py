@@ -216,3 +216,30 @@ def test_reorder_state_commutes_with_step(kind):
     after = decoder.step(reordered, torch.tensor([1, 2, 3, 4]))[0]
     expected = decoder.step(decoder.reorder_state(stepped, index), torch.tensor([1, 2, 3, 4]))[0]
     assert torch.allclose(after, expected, atol=1e-6)
+
+
+@torch.no_grad()
+def test_attention_beams_share_their_questions_memory():
+    # Beam search reorders rows within each question's beam: the attention decoder keeps one memory per question
+    # for them, and must give what one memory copy per row gives (a fresh state over repeated memories).
+    torch.manual_seed(0)
+    decoder = make_decoder("attention", vocab_size=5, context_dim=3, hidden_dim=16, memory_dim=6)
+    memory = Memory(torch.randn(2, 4, 6), torch.tensor([[True] * 4, [True, True, False, False]]))
+    context, beam = torch.randn(2, 3), 3
+    rows = torch.arange(2).repeat_interleave(beam)
+    state = decoder.reorder_state(decoder.init_state(context, memory=memory), rows)
+    copied = decoder.init_state(context[rows], memory=Memory(memory.states[rows], memory.mask[rows]))
+    previous = torch.full((2 * beam,), decoder.bos)
+    for parents in (
+        torch.tensor([0, 0, 2, 3, 5, 5]),
+        torch.tensor([1, 2, 2, 4, 3, 3]),
+        torch.tensor([3, 4, 5]),
+    ):
+        logits, state = decoder.step(state, previous)
+        expected, copied = decoder.step(copied, previous)
+        assert torch.allclose(logits, expected, atol=1e-6)
+        state, copied = decoder.reorder_state(state, parents), decoder.reorder_state(copied, parents)
+        previous = torch.arange(len(parents)) % 5
+    assert state[3].shape[0] == 1 and torch.allclose(
+        decoder.step(state, previous)[0], decoder.step(copied, previous)[0], atol=1e-6
+    )

@@ -68,10 +68,14 @@ def _latent_run():
     return imitator, AmortizedGuide(imitator, hidden_dim=16)
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_resuming_a_saved_state_continues_the_run_exactly(data, tmp_path, schedule):
+@pytest.mark.parametrize(
+    "schedule, options",
+    [("constant", {}), ("cosine", {}), ("cosine", {"length_buckets": 4, "average_decay": 0.9})],
+)
+def test_resuming_a_saved_state_continues_the_run_exactly(data, tmp_path, schedule, options):
     """Stop at step 6 (state written to disk and read back), resume to step 12: the same parameters, history and
-    best as an uninterrupted 12-step run, to the bit (same minibatches, random draws and step sizes)."""
+    best as an uninterrupted 12-step run, to the bit (same minibatches, random draws and step sizes; with length
+    buckets and a moving average of the parameters too)."""
     from retro.inference.train_state import load_train_state, save_train_state
 
     (questions, answers), heldout = data
@@ -84,6 +88,7 @@ def test_resuming_a_saved_state_continues_the_run_exactly(data, tmp_path, schedu
         progress=False,
         checkpoint_every=6,
         lr_schedule=schedule,
+        **options,
     )
     imitator, guide = _latent_run()
     states = []

@@ -9,7 +9,12 @@ from scipy import stats
 
 from retro.inference.psis import pareto_khat
 from retro.inference.results import AnswerEstimate, summarize
-from retro.inference.weight_records import records_from_log_weights, small_sample_factor, unseen_mass_floor
+from retro.inference.weight_records import (
+    records_from_log_weights,
+    small_sample_factor,
+    spread_stderr,
+    unseen_mass_floor,
+)
 
 
 def records(columns, kind="estimate"):
@@ -29,6 +34,20 @@ def test_estimate_stderr_and_ess_on_known_weights():
     assert r.ess == pytest.approx(16.0 / 10.0, rel=1e-12)  # (1 + 3)^2 / (1 + 9)
     assert (r.num_particles, r.kind, r.method) == (2, "estimate", "m")
     assert math.isnan(r.khat)  # fewer than 25 draws: no tail fit
+
+
+def test_spread_stderr_undoes_the_small_sample_widening():
+    # What predicts another budget's standard error is the draws' spread over sqrt(K), not the widened error bar.
+    weights = [1.0, 2.0, 3.0, 10.0]
+    (estimate,) = records([np.log(weights).tolist()])
+    (bound,) = records([np.log(weights).tolist()], kind="lower_bound")
+    assert spread_stderr(estimate) == pytest.approx(
+        np.std(weights, ddof=1) / 2.0 / np.mean(weights), rel=1e-12
+    )
+    assert estimate.stderr == pytest.approx(spread_stderr(estimate) * small_sample_factor(estimate.ess))
+    assert spread_stderr(bound) == pytest.approx(np.std(np.log(weights), ddof=1) / 2.0, rel=1e-12)
+    (one,) = records([[0.5]])  # one draw: no spread
+    assert math.isnan(spread_stderr(one))
 
 
 def test_ess_of_equal_one_hot_and_uneven_weights():
