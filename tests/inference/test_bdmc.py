@@ -35,6 +35,7 @@ def test_confidence_bounds_cover_exact_at_the_default_budget(float64):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_steps", [3, 48])
 def test_bare_means_bound_exact_on_average(num_steps, float64):
     results = _typist_sandwiches(100, seed=0, num_steps=num_steps, num_chains=16, confidence=0.0)

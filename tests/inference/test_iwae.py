@@ -107,6 +107,7 @@ def test_dreg_changes_only_the_guide_gradient_on_the_same_draw():
     assert not torch.allclose(dreg[2], standard[2])  # another guide gradient
 
 
+@pytest.mark.slow
 def test_dreg_and_standard_gradients_agree_in_mean():
     """Both are unbiased for the gradient of the same bound: model and guide gradients, averaged over 200
     independent draws each, agree within their standard errors (Bonferroni over the parameters)."""
@@ -136,6 +137,7 @@ def _variance_ratio(imitator, guide, q, a, num_particles: int, draws: int = 200)
     return ratio, se_log
 
 
+@pytest.mark.slow
 def test_dreg_lowers_the_guide_gradient_variance():
     """With a guide that has started to fit (20 steps on the answers), the standard estimator keeps the noise of
     its score term while DReG's vanishes as q approaches the posterior (Tucker et al. 2019)."""

@@ -226,6 +226,7 @@ def _write_state(run: Path, state_config: dict, data) -> None:
     (run / "state" / CONFIG_FILE).write_text(_dumps(config), encoding="utf-8", errors="surrogatepass")
 
 
+@pytest.mark.slow
 @_property(400)
 @given(data=st.data())
 def test_arbitrary_json_in_a_training_state(run_copy, state_config, trained, data):
