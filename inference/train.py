@@ -276,6 +276,7 @@ class _Run:
         retrodiction: bool,
         length_keys: torch.Tensor | None = None,
     ):
+        # length_keys: one sort key per answer (its length, then its question's), or None: random minibatches
         self.imitator, self.guide, self.objective, self.modules = imitator, guide, objective, modules
         self.retrodiction = retrodiction
         self.config, self.world, self.size = config, world, size
@@ -315,7 +316,7 @@ class _Run:
     def _shuffled(self, step: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(random_key(self.config.seed, "order", step))
         order = torch.randperm(self.size, generator=generator)
-        if self.config.length_buckets is None or self.length_keys is None:
+        if self.length_keys is None:
             return order
         return _bucketed(
             order, self.length_keys, self.config.batch_size, self.config.length_buckets, generator
@@ -630,7 +631,9 @@ def train(
         world,
         len(answers),
         retrodiction=objective is None or getattr(objective, "retrodiction", False),
-        length_keys=a_all.lengths * (int(q_all.lengths.max()) + 1) + q_all.lengths,
+        length_keys=(
+            a_all.lengths * (int(q_all.lengths.max()) + 1) + q_all.lengths if config.length_buckets else None
+        ),
     )
     first_step = run.restore(resume) if resume is not None else 1
     start = time.monotonic()
