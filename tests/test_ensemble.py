@@ -224,3 +224,28 @@ def test_cli_ensemble_evaluate_score_and_errors(tmp_path, capsys):
     (out / "config.json").write_text(json.dumps(config))
     code, _, err = run(capsys, f"score --model {out} --data human:arithmetic --n 1")
     assert code == 2 and "'moody', which is not registered" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "members, message",
+    [
+        ("abc", "must be a list"),
+        ([1, 2], "member 0: its config must be a JSON object"),
+        ([{"imitator": "ensemble", "members": []}, {}], "member 0 is an ensemble"),
+        ([{"imitator": "lm"}, {}], "on a pretrained base cannot be a member"),
+        (None, "at least 2 members, got 0"),
+    ],
+)
+def test_a_hostile_member_list_is_a_one_line_error(tmp_path, members, message):
+    directories = _save_members(tmp_path)
+    combine_trained(directories, tmp_path / "ens")
+    path = tmp_path / "ens" / "config.json"
+    config = json.loads(path.read_text())
+    if members is None:
+        del config["imitator"]["members"]
+    else:
+        config["imitator"]["members"] = members
+    path.write_text(json.dumps(config))
+    with pytest.raises(RetroError, match=message) as caught:
+        load_trained(tmp_path / "ens")
+    assert "\n" not in str(caught.value)
