@@ -199,6 +199,8 @@ def test_cli_ensemble_evaluate_score_and_errors(tmp_path, capsys):
         capsys, f"score --model {out} --data human:arithmetic --n 3 --particles 5 --format jsonl"
     )
     assert code == 0 and len(printed.splitlines()) == 3
+    code, printed, _ = run(capsys, f"sample --model {out} --questions 1+2 3-1 --num-samples 2 --format jsonl")
+    assert code == 0 and len(printed.splitlines()) == 4
     # bad input: one line on stderr, exit status 2
     (tmp_path / "bytes").mkdir()
     save_trained(tmp_path / "bytes", _members("seq2seq", codec=None, max_length=8)[0])
