@@ -99,8 +99,10 @@ def _member_from_config(config: Any, index: int) -> Imitator:
     return imitator_from_config(config)
 
 
-def _describe(codec: Codec) -> str:
-    return str(codec.config())
+def _describe(codec: Codec, width: int = 80) -> str:
+    """A codec's config as text, cut to ``width`` characters (a symbol codec lists every symbol)."""
+    text = str(codec.config())
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _check_members(members: Sequence[StringProgram]) -> None:
