@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from retro.cli.common import MAX_SEED, add_seed, load_data, seed_everything
+from retro.cli.train_members import MAX_MEMBERS, is_ensemble_run, run_members
 from retro.data import data_file, load_pairs, split_pairs
 from retro.datasets import codecs_for, recommended_settings
 from retro.errors import RetroError
@@ -34,6 +35,7 @@ MAX_LENGTH_MARGIN = (
     0.25  # the longest training answer, plus a quarter (at least 4 tokens): --max-length's default
 )
 DEFAULTS = {  # settings a built-in dataset may recommend otherwise (retro.datasets.recommended_settings)
+    "members": 1,
     "batch_size": 64,
     "length_buckets": 50,
     "average_decay": 0,
@@ -157,6 +159,14 @@ def register(subparsers) -> None:
         default=None,
         help="evaluate and keep a moving average of the parameters with this decay per step, e.g. 0.999 "
         f"(Polyak averaging); 0: the parameters as they are {_default('average_decay')}",
+    )
+    p.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="train this many imitators side by side, one process each (seeds SEED, SEED+1, ...; the threads "
+        "shared out between them), each in OUT/members/K, and save their ensemble in OUT: its next-token "
+        f"distribution is the average of theirs {_default('members')}",
     )
     p.add_argument(
         "--length-buckets",
@@ -391,6 +401,7 @@ POSITIVE = _integer(1)
 # What each setting may be, whether typed or restored from a saved state: data (numbers, names from retro's own
 # tables), never code. Settings that older states lack may be None.
 SETTING_RULES = {
+    "members": (_optional(_integer(1, MAX_MEMBERS)), f"an integer from 1 to {MAX_MEMBERS}"),
     "imitator": (_text, "a built-in imitator"),  # make_imitator names the built-in ones
     "data": (_text, "a data spec"),
     "heldout": (_optional(_text), "a data spec"),
@@ -576,8 +587,26 @@ def _language_model_options(args, base) -> dict:
     return options
 
 
+def _members(args) -> int:
+    """How many members a new run trains: --members, else the dataset's recommendation, else 1."""
+    if args.members is not None:
+        if not 1 <= args.members <= MAX_MEMBERS:
+            raise RetroError(f"--members must be an integer from 1 to {MAX_MEMBERS}, got {args.members}")
+        return args.members
+    recommended = recommended_settings(args.data, args.imitator) if args.data and args.imitator else {}
+    members = recommended.get("members", DEFAULTS["members"])
+    if members > 1:
+        print(f"retro train: {args.data} recommends for {args.imitator}: --members {members}", file=sys.stderr)
+    return members
+
+
 def run(args) -> int:
     from retro.distributed import join_from_environment, leave
+
+    if args.resume and is_ensemble_run(args.resume):
+        return run_members(args, None)
+    if not args.resume and (members := _members(args)) > 1:
+        return run_members(args, members)
 
     world = join_from_environment()
     try:
