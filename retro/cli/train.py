@@ -534,11 +534,28 @@ def _settle_settings(args, pairs, answer_codec, announce: bool = True) -> None:
         if getattr(args, key) is None:
             setattr(args, key, value)  # free_bits waits for _settle_collapse_tools
     if args.max_length is None:
-        longest = max(len(answer_codec.encode(answer)) for answer in pairs.answers)
-        args.max_length = longest + max(4, math.ceil(MAX_LENGTH_MARGIN * longest))
+        args.max_length = _default_max_length(pairs, answer_codec)
     if args.steps is None and args.minutes is None:
         args.steps = DEFAULT_STEPS
     args.max_heldout = MAX_HELDOUT
+
+
+def _default_max_length(pairs, answer_codec) -> int:
+    """The longest answer in ``pairs`` (tokens of the answer codec) plus a margin."""
+    longest = max(len(answer_codec.encode(answer)) for answer in pairs.answers)
+    return longest + max(4, math.ceil(MAX_LENGTH_MARGIN * longest))
+
+
+def _members_max_length(args, members: int) -> int:
+    """The ``max_length`` all members train with (members are combined only when they agree): the default rule
+    over the data of every member (a seeded draw, ``--n`` or a human, differs from member to member)."""
+    codecs = codecs_for(args.data) if args.codec in (None, "auto") else None
+    answer_codec = codecs[0] if codecs is not None else ByteCodec()
+    seeded = args.n is not None or args.data.startswith("human:")
+    return max(
+        _default_max_length(load_pairs(args.data, n=args.n, seed=args.seed + k), answer_codec)
+        for k in range(members if seeded else 1)
+    )
 
 
 def _settle_collapse_tools(args, guide) -> None:
@@ -596,7 +613,9 @@ def _members(args) -> int:
     recommended = recommended_settings(args.data, args.imitator) if args.data and args.imitator else {}
     members = recommended.get("members", DEFAULTS["members"])
     if members > 1:
-        print(f"retro train: {args.data} recommends for {args.imitator}: --members {members}", file=sys.stderr)
+        print(
+            f"retro train: {args.data} recommends for {args.imitator}: --members {members}", file=sys.stderr
+        )
     return members
 
 
@@ -606,6 +625,12 @@ def run(args) -> int:
     if args.resume and is_ensemble_run(args.resume):
         return run_members(args, None)
     if not args.resume and (members := _members(args)) > 1:
+        from retro.models import needs_base
+
+        if needs_base(args.imitator):
+            raise RetroError("--members trains imitators from scratch; not language-model imitators")
+        if args.max_length is None:
+            args.max_length = _members_max_length(args, members)
         return run_members(args, members)
 
     world = join_from_environment()

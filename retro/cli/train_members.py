@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from retro.errors import RetroError
+from retro.outlock import lock_output
 
 __all__ = ["MEMBERS_DIR", "MAX_MEMBERS", "member_directories", "is_ensemble_run", "run_members"]
 
@@ -57,7 +58,9 @@ def _member(args, index: int, threads: int, log: str | None, errors) -> None:
         os.dup2(handle.fileno(), 2)
         sys.stderr = handle
     try:
-        load_user_imitators(args)  # the parent's imports (--import, --plugins) are not inherited by a new process
+        load_user_imitators(
+            args
+        )  # the parent's imports (--import, --plugins) are not inherited by a new process
         run(args)
     except RetroError as e:
         errors.put((index, str(e)))
@@ -104,8 +107,6 @@ def run_members(args, members: int | None) -> int:
     into the run's directory."""
     import torch
 
-    from retro.inference.ensemble import combine_trained
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RetroError("--members starts its own processes: run it without torchrun")
     resume = bool(args.resume)
@@ -122,19 +123,30 @@ def run_members(args, members: int | None) -> int:
             )
         (out / MEMBERS_DIR).mkdir(parents=True, exist_ok=True)
     threads = max(1, torch.get_num_threads() // members)
-    directories = member_directories(out, members)
-    logs = [None] + [str(out / MEMBERS_DIR / f"{k}.log") for k in range(1, members)]
     print(
         f"retro train: {members} members side by side, {threads} thread(s) each, in "
         f"{out / MEMBERS_DIR}/0..{members - 1} (member 0's progress below; the others' in "
         f"{out / MEMBERS_DIR}/K.log)",
         file=sys.stderr,
     )
+    with lock_output(out, directory=True):  # a second run into OUT fails at once; members lock their own
+        _train_and_combine(args, members, out, resume, threads)
+    print(f"retro train: the ensemble of {members} members is in {out}", file=sys.stderr)
+    return 0
+
+
+def _train_and_combine(args, members: int, out: Path, resume: bool, threads: int) -> None:
+    from retro.inference.ensemble import combine_trained
+
+    directories = member_directories(out, members)
+    logs = [None] + [str(out / MEMBERS_DIR / f"{k}.log") for k in range(1, members)]
     context = multiprocessing.get_context("spawn")
     errors = context.SimpleQueue()
     processes = [
         context.Process(
-            target=_member, args=(_member_args(args, k, out, resume), k, threads, logs[k], errors), daemon=False
+            target=_member,
+            args=(_member_args(args, k, out, resume), k, threads, logs[k], errors),
+            daemon=False,
         )
         for k in range(members)
     ]
@@ -147,5 +159,3 @@ def run_members(args, members: int | None) -> int:
             process.join()  # each member saves its state and stops on the same interrupt
         raise
     combine_trained([str(d) for d in directories], str(out))
-    print(f"retro train: the ensemble of {members} members is in {out}", file=sys.stderr)
-    return 0

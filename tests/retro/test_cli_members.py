@@ -40,7 +40,9 @@ def test_members_are_ordinary_runs_with_consecutive_seeds_and_their_ensemble_loa
     assert [json.loads(line)["step"] for line in (out / "members" / "0" / "history.jsonl").open()][-1] == 3
     ensemble = load_trained(out).imitator
     assert ensemble.name == "ensemble"
-    code, stdout, err = _run(capfd, f"score --model {out} --data human:typist --n 3 --method exact --format jsonl")
+    code, stdout, err = _run(
+        capfd, f"score --model {out} --data human:typist --n 3 --method exact --format jsonl"
+    )
     assert code == 0, err
     assert len(stdout.splitlines()) == 3
 
