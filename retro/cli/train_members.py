@@ -17,8 +17,10 @@ import os
 import sys
 from pathlib import Path
 
+from retro.data import data_file
 from retro.errors import RetroError
 from retro.outlock import lock_output
+from retro.safepaths import check_output_directory
 
 __all__ = ["MEMBERS_DIR", "MAX_MEMBERS", "member_directories", "is_ensemble_run", "run_members"]
 
@@ -116,12 +118,16 @@ def run_members(args, members: int | None) -> int:
     else:
         if args.out is None:
             raise RetroError("give --out (or --resume DIR)")
-        out = Path(args.out)
-        if out.exists() and any(out.iterdir()) and not args.overwrite:
+        inputs = [data_file(spec) for spec in (args.data, args.heldout) if spec]
+        out = check_output_directory(Path(args.out), inputs, "--out")
+        if out.is_dir() and any(out.iterdir()) and not args.overwrite:
             raise RetroError(
                 f"--out {str(out)!r} is not empty; pass --overwrite to replace a previous run, or choose another"
             )
-        (out / MEMBERS_DIR).mkdir(parents=True, exist_ok=True)
+        try:
+            (out / MEMBERS_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RetroError(f"cannot create --out {str(out)!r}: {e.strerror or e}") from None
     threads = max(1, torch.get_num_threads() // members)
     print(
         f"retro train: {members} members side by side, {threads} thread(s) each, in "

@@ -77,3 +77,15 @@ def test_members_refuse_torchrun(tmp_path, capfd, monkeypatch):
     code, _, err = _run(capfd, f"train {TINY} --steps 1 --members 2 --out {tmp_path / 'x'}")
     assert code == 2
     assert err.strip().endswith("--members starts its own processes: run it without torchrun")
+
+
+def test_an_out_that_is_a_file_is_refused_before_any_member_starts(tmp_path, capfd):
+    target = tmp_path / "taken"
+    target.write_text("not a run")
+    code, _, err = _run(capfd, f"train {TINY} --steps 1 --members 2 --out {target}")
+    assert code == 2
+    assert (
+        err.strip().splitlines()[-1]
+        == f"retro train: error: --out {str(target)!r} exists and is not a directory"
+    )
+    assert target.read_text() == "not a run"
