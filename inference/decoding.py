@@ -39,6 +39,7 @@ from retro.distributions import StringDistribution
 from retro.errors import RetroError
 from retro.inference.log_weights import DEFAULT_MAX_ROWS
 from retro.inference.sites import base_distribution, latent_sites, trace_log_prob
+from retro.mixed_decoder import select_state_rows
 from retro.program import ANSWER_SITE, PARTICLE_DIM, StringProgram
 from retro.text import StringBatch
 
@@ -78,22 +79,7 @@ class _AtPriorMean(Messenger):
 
 
 def _reorder(decoder: torch.nn.Module, state: Any, index: torch.Tensor, rows: int) -> Any:
-    if hasattr(decoder, "reorder_state"):
-        return decoder.reorder_state(state, index)
-
-    def select(x):
-        if isinstance(x, torch.Tensor):
-            if x.dim() == 0 or x.shape[0] != rows:
-                raise RetroError(
-                    f"beam_search: {type(decoder).__name__} has no reorder_state and its state holds a tensor of "
-                    f"shape {tuple(x.shape)} without the batch ({rows} rows) in dim 0"
-                )
-            return x.index_select(0, index)
-        if isinstance(x, (tuple, list)):
-            return type(x)(select(y) for y in x)
-        return x
-
-    return select(state)
+    return select_state_rows(decoder, state, index, rows, "beam_search")
 
 
 def _answer_distribution(program, model, questions: Sequence[str], discrete: list[str]):

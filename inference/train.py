@@ -325,7 +325,7 @@ class _Run:
         if position.cursor + batch > len(position.order):
             position.order, position.cursor = self._shuffled(step), 0
         index = position.order[position.cursor : position.cursor + batch]
-        position.cursor += batch
+        position.cursor = min(position.cursor + batch, len(position.order))  # a batch may exceed the data
         return index
 
     def _my_slices(self, index: torch.Tensor) -> list[tuple[int, torch.Tensor]]:

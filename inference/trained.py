@@ -8,25 +8,33 @@ from typing import Any, NamedTuple
 import torch
 
 from retro.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from retro.inference.ensemble_guide import GUIDE_KIND, EnsembleGuide
 from retro.inference.guides import AmortizedGuide
 from retro.memory import checked_build
-from retro.models import HOW_TO_REGISTER, IMITATORS, Imitator, imitator_from_config, needs_base
+from retro.models import HOW_TO_REGISTER, IMITATORS, Ensemble, Imitator, imitator_from_config, needs_base
 
-__all__ = ["TrainedImitator", "save_trained", "load_trained"]
+__all__ = ["TrainedImitator", "save_trained", "load_trained", "guide_from_config"]
 
 FORMAT = "retro-trained-imitator/1"
 
 
 class TrainedImitator(NamedTuple):
     imitator: Imitator
-    guide: AmortizedGuide | None
+    guide: AmortizedGuide | EnsembleGuide | None
     info: dict[str, Any]
+
+
+def guide_from_config(imitator: Imitator, config: dict[str, Any]) -> AmortizedGuide | EnsembleGuide:
+    """An (untrained) guide for ``imitator`` from its saved config: an ensemble's guide or an amortized one."""
+    if isinstance(config, dict) and config.get("kind") == GUIDE_KIND:
+        return EnsembleGuide.from_config(imitator, config)
+    return AmortizedGuide.from_config(imitator, config)
 
 
 def save_trained(
     directory: str | os.PathLike,
     imitator: Imitator,
-    guide: AmortizedGuide | None = None,
+    guide: AmortizedGuide | EnsembleGuide | None = None,
     info: dict[str, Any] | None = None,
 ) -> None:
     """Write ``imitator`` (and ``guide``) with training ``info`` (JSON-able) into ``directory``."""
@@ -46,6 +54,15 @@ def _part(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tens
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
+def _imitator_names(config: Any) -> list[str]:
+    """The imitator names an imitator config holds: its own, and an ensemble's members'."""
+    if not isinstance(config, dict):
+        return []
+    members = config.get("members") if config.get("imitator") == Ensemble.name else None
+    inner = [m.get("imitator") for m in members if isinstance(m, dict)] if isinstance(members, list) else []
+    return [n for n in [config.get("imitator"), *inner] if isinstance(n, str)]
+
+
 def load_trained(
     directory: str | os.PathLike, device: str | torch.device = "cpu", base: Any = None
 ) -> TrainedImitator:
@@ -61,13 +78,14 @@ def load_trained(
             f"(format {config.get('format')!r}, expected {FORMAT!r})"
         )
     name = config.get("imitator", {}).get("imitator") if isinstance(config.get("imitator"), dict) else None
-    if (
-        isinstance(name, str) and name not in IMITATORS
-    ):  # a checkpoint names an imitator, never code to import
-        raise CheckpointError(
-            f"checkpoint {str(directory)!r} holds imitator {name!r}, which is not registered: "
-            + HOW_TO_REGISTER
-        )
+    for named in _imitator_names(
+        config.get("imitator")
+    ):  # a checkpoint names imitators, never code to import
+        if named not in IMITATORS:
+            raise CheckpointError(
+                f"checkpoint {str(directory)!r} holds imitator {named!r}, which is not registered: "
+                + HOW_TO_REGISTER
+            )
     if needs_base(name):
         if base is None:
             raise CheckpointError(
@@ -83,7 +101,7 @@ def load_trained(
         imitator.load_trained_state(_part(tensors, "imitator."))
         guide = None
         if config.get("guide") is not None:
-            guide = checked_build(lambda: AmortizedGuide.from_config(imitator, config["guide"]), "the guide")
+            guide = checked_build(lambda: guide_from_config(imitator, config["guide"]), "the guide")
             guide.load_state_dict(_part(tensors, "guide."))
     # Whatever a config.json holds (wrong types, shapes, sizes) is reported in one line; construction from a
     # checked config raises nothing else.

@@ -16,6 +16,7 @@ from typing import Any
 from retro.errors import RetroError
 from retro.memory import checked_build
 from retro.models.base import Imitator
+from retro.models.ensemble import Ensemble
 from retro.models.latent import LatentSeq2Seq
 from retro.models.lm import LanguageModel, PersonaLM, SoftPromptLM
 from retro.models.mixture import MixtureSeq2Seq
@@ -27,6 +28,7 @@ __all__ = [
     "Seq2Seq",
     "LatentSeq2Seq",
     "MixtureSeq2Seq",
+    "Ensemble",
     "LanguageModel",
     "PersonaLM",
     "SoftPromptLM",
@@ -43,7 +45,7 @@ __all__ = [
     "needs_base",
 ]
 
-_BUILT_IN_CLASSES = (Seq2Seq, LatentSeq2Seq, MixtureSeq2Seq, LanguageModel, PersonaLM, SoftPromptLM)
+_BUILT_IN_CLASSES = (Seq2Seq, LatentSeq2Seq, MixtureSeq2Seq, Ensemble, LanguageModel, PersonaLM, SoftPromptLM)
 BUILT_IN_IMITATORS = tuple(cls.name for cls in _BUILT_IN_CLASSES)
 IMITATORS: dict[str, type[Imitator]] = {cls.name: cls for cls in _BUILT_IN_CLASSES}
 PLUGIN_GROUP = "retro.imitators"

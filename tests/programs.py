@@ -8,7 +8,7 @@ import torch
 
 from retro.distributions import StringDistribution
 from retro.humans import HUMANS, make_human
-from retro.models import IMITATORS, Imitator, make_imitator, needs_base
+from retro.models import IMITATORS, Ensemble, Imitator, make_imitator, needs_base
 from retro.nets import GRUDecoder, StringEncoder
 from retro.text import AlphabetCodec, SymbolCodec
 
@@ -65,6 +65,15 @@ def tiny_program(name: str, max_length: int = 3):
     codec = AlphabetCodec("ab")
     if name == CareImitator.name:
         return CareImitator(codec, max_length), ["ab", "b"]
+    if name == "ensemble":  # a discrete latent and an attention decoder (its memory) side by side
+        options = dict(
+            codec=SymbolCodec(["a", "bb"]), question_codec=codec, max_length=max_length, hidden_dim=16
+        )
+        members = [
+            make_imitator("mixture", **options),
+            make_imitator("seq2seq", decoder="attention", **options),
+        ]
+        return Ensemble(members), ["ab", "b"]
     imitator, _, decoder = name.rstrip("]").partition("[")
     options = {"decoder": decoder} if decoder else {}
     if decoder == "attention":
@@ -75,6 +84,7 @@ def tiny_program(name: str, max_length: int = 3):
 
 VARIANTS = ["latent[transformer]", "latent[attention]", "mixture[attention]", "seq2seq[attention]"]
 """Built-in imitators with another decoder than their default."""
-SMALL_IMITATORS = sorted(n for n in IMITATORS if not needs_base(n))
-"""Built-in imitators that need no pretrained base (the language-model ones have their tests in tests/lm)."""
-PROGRAM_NAMES = SMALL_IMITATORS + VARIANTS + sorted(HUMANS) + [CareImitator.name]
+SMALL_IMITATORS = sorted(n for n in IMITATORS if not needs_base(n) and n != Ensemble.name)
+"""Built-in imitators built from settings alone, with no pretrained base (the language-model ones have their tests
+in tests/lm; an ensemble is built from its members, see ``tiny_program("ensemble")``)."""
+PROGRAM_NAMES = SMALL_IMITATORS + VARIANTS + [Ensemble.name] + sorted(HUMANS) + [CareImitator.name]

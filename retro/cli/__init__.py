@@ -5,7 +5,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from retro.cli import bdmc, compare, demo, evaluate, experiment, listing, report, sample, score, train
+from retro.cli import (
+    bdmc,
+    compare,
+    demo,
+    ensemble,
+    evaluate,
+    experiment,
+    listing,
+    report,
+    sample,
+    score,
+    train,
+)
 from retro.cli.parser import RetroArgumentParser, UsageError, show_defaults, unknown_arguments_error
 from retro.cli.plugins import COMMANDS_WITH_PLUGINS, add_plugin_options, load_user_imitators
 from retro.errors import RetroError
@@ -15,6 +27,7 @@ __all__ = ["main", "build_parser"]
 COMMANDS = (
     demo,
     train,
+    ensemble,
     score,
     evaluate,
     sample,

@@ -19,7 +19,17 @@ from retro.errors import RetroError
 
 __all__ = ["add_plugin_options", "load_user_imitators", "import_user_module", "COMMANDS_WITH_PLUGINS"]
 
-COMMANDS_WITH_PLUGINS = ("train", "score", "evaluate", "sample", "compare", "bdmc", "report", "imitators")
+COMMANDS_WITH_PLUGINS = (
+    "train",
+    "ensemble",
+    "score",
+    "evaluate",
+    "sample",
+    "compare",
+    "bdmc",
+    "report",
+    "imitators",
+)
 
 
 def add_plugin_options(parser) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from retro.cli.common import MAX_SEED, add_seed, load_data, seed_everything
+from retro.cli.train_members import MAX_MEMBERS, is_ensemble_run, run_members
 from retro.data import data_file, load_pairs, split_pairs
 from retro.datasets import codecs_for, recommended_settings
 from retro.errors import RetroError
@@ -34,6 +35,7 @@ MAX_LENGTH_MARGIN = (
     0.25  # the longest training answer, plus a quarter (at least 4 tokens): --max-length's default
 )
 DEFAULTS = {  # settings a built-in dataset may recommend otherwise (retro.datasets.recommended_settings)
+    "members": 1,
     "batch_size": 64,
     "length_buckets": 50,
     "average_decay": 0,
@@ -157,6 +159,14 @@ def register(subparsers) -> None:
         default=None,
         help="evaluate and keep a moving average of the parameters with this decay per step, e.g. 0.999 "
         f"(Polyak averaging); 0: the parameters as they are {_default('average_decay')}",
+    )
+    p.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="train this many imitators side by side, one process each (seeds SEED, SEED+1, ...; the threads "
+        "shared out between them), each in OUT/members/K, and save their ensemble in OUT: its next-token "
+        f"distribution is the average of theirs {_default('members')}",
     )
     p.add_argument(
         "--length-buckets",
@@ -391,6 +401,7 @@ POSITIVE = _integer(1)
 # What each setting may be, whether typed or restored from a saved state: data (numbers, names from retro's own
 # tables), never code. Settings that older states lack may be None.
 SETTING_RULES = {
+    "members": (_optional(_integer(1, MAX_MEMBERS)), f"an integer from 1 to {MAX_MEMBERS}"),
     "imitator": (_text, "a built-in imitator"),  # make_imitator names the built-in ones
     "data": (_text, "a data spec"),
     "heldout": (_optional(_text), "a data spec"),
@@ -523,11 +534,28 @@ def _settle_settings(args, pairs, answer_codec, announce: bool = True) -> None:
         if getattr(args, key) is None:
             setattr(args, key, value)  # free_bits waits for _settle_collapse_tools
     if args.max_length is None:
-        longest = max(len(answer_codec.encode(answer)) for answer in pairs.answers)
-        args.max_length = longest + max(4, math.ceil(MAX_LENGTH_MARGIN * longest))
+        args.max_length = _default_max_length(pairs, answer_codec)
     if args.steps is None and args.minutes is None:
         args.steps = DEFAULT_STEPS
     args.max_heldout = MAX_HELDOUT
+
+
+def _default_max_length(pairs, answer_codec) -> int:
+    """The longest answer in ``pairs`` (tokens of the answer codec) plus a margin."""
+    longest = max(len(answer_codec.encode(answer)) for answer in pairs.answers)
+    return longest + max(4, math.ceil(MAX_LENGTH_MARGIN * longest))
+
+
+def _members_max_length(args, members: int) -> int:
+    """The ``max_length`` all members train with (members are combined only when they agree): the default rule
+    over the data of every member (a seeded draw, ``--n`` or a human, differs from member to member)."""
+    codecs = codecs_for(args.data) if args.codec in (None, "auto") else None
+    answer_codec = codecs[0] if codecs is not None else ByteCodec()
+    seeded = args.n is not None or args.data.startswith("human:")
+    return max(
+        _default_max_length(load_pairs(args.data, n=args.n, seed=args.seed + k), answer_codec)
+        for k in range(members if seeded else 1)
+    )
 
 
 def _settle_collapse_tools(args, guide) -> None:
@@ -576,8 +604,34 @@ def _language_model_options(args, base) -> dict:
     return options
 
 
+def _members(args) -> int:
+    """How many members a new run trains: --members, else the dataset's recommendation, else 1."""
+    if args.members is not None:
+        if not 1 <= args.members <= MAX_MEMBERS:
+            raise RetroError(f"--members must be an integer from 1 to {MAX_MEMBERS}, got {args.members}")
+        return args.members
+    recommended = recommended_settings(args.data, args.imitator) if args.data and args.imitator else {}
+    members = recommended.get("members", DEFAULTS["members"])
+    if members > 1:
+        print(
+            f"retro train: {args.data} recommends for {args.imitator}: --members {members}", file=sys.stderr
+        )
+    return members
+
+
 def run(args) -> int:
     from retro.distributed import join_from_environment, leave
+
+    if args.resume and is_ensemble_run(args.resume):
+        return run_members(args, None)
+    if not args.resume and (members := _members(args)) > 1:
+        from retro.models import needs_base
+
+        if needs_base(args.imitator):
+            raise RetroError("--members trains imitators from scratch; not language-model imitators")
+        if args.max_length is None:
+            args.max_length = _members_max_length(args, members)
+        return run_members(args, members)
 
     world = join_from_environment()
     try:

@@ -23,6 +23,7 @@ HUMANS_AND_IMITATORS_WITH_DISCRETE_OR_NO_LATENTS = (
     "numbers",
     "mixture",
     "mixture[attention]",
+    "ensemble",
     "seq2seq",
     "seq2seq[attention]",
 )

@@ -114,6 +114,7 @@ def test_sample_and_listings(trained_dir, capsys):
     assert code == 0 and len(out.splitlines()) == 4
     assert run(capsys, "humans")[1].split()[0] == "arithmetic"
     assert {line.split()[0] for line in run(capsys, "imitators")[1].splitlines()} == {
+        "ensemble",
         "latent",
         "mixture",
         "seq2seq",

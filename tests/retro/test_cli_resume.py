@@ -89,3 +89,17 @@ def test_early_stopping_from_the_cli(tmp_path, capsys):
     assert main(shlex.split(command)) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["stopped_early"] and summary["steps"] == 15
+
+
+def test_a_minibatch_larger_than_the_training_data_resumes_as_it_would_have_run(tmp_path, capsys):
+    tiny = (
+        "train --imitator seq2seq --data human:typist --n 40 --hidden-dim 8 --max-length 24 --eval-every 2 "
+        "--lr-schedule constant"
+    )
+    assert main(shlex.split(f"{tiny} --steps 4 --out {tmp_path / 'whole'}")) == 0  # 36 answers, batch 64
+    assert main(shlex.split(f"{tiny} --steps 2 --out {tmp_path / 'part'}")) == 0
+    assert main(shlex.split(f"train --resume {tmp_path / 'part'} --steps 4")) == 0
+    capsys.readouterr()
+    whole, part = _history(tmp_path / "whole"), _history(tmp_path / "part")
+    assert [row["step"] for row in part] == [2, 4]
+    assert part[-1]["loss"] == whole[-1]["loss"]

@@ -1,0 +1,66 @@
+"""``retro ensemble``: combine trained models into one ensemble checkpoint (:mod:`retro.inference.ensemble`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from retro.errors import RetroError
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "ensemble",
+        help="combine trained models into one ensemble (a token-level mixture)",
+        description="Combine trained models into one self-contained checkpoint: an ensemble whose next-token "
+        "distribution is the average of the members' at every position. Its log p is scored exactly (no latents) "
+        "or estimated like any model's, and beam search decodes the same mixture. The members must share the "
+        "answer codec, the question codec and max_length.",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        required=True,
+        metavar="DIR",
+        help="directories written by 'retro train' (2 or more)",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="directory to write the ensemble checkpoint into"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace a previous retro run or checkpoint in --out"
+    )
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from retro.inference.ensemble import combine_trained
+    from retro.inference.run_directory import check_run_directory, clear_previous_run
+    from retro.models.ensemble import MIN_MEMBERS
+    from retro.outlock import lock_output
+    from retro.safepaths import check_output_directory
+
+    if len(args.models) < MIN_MEMBERS:
+        raise RetroError(f"--models: an ensemble needs at least {MIN_MEMBERS} models, got {len(args.models)}")
+    out = check_output_directory(args.out, args.models, "--out")
+    replacing = check_run_directory(out, args.overwrite)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RetroError(f"cannot create --out {str(out)!r}: {e.strerror or e}") from None
+    try:
+        with lock_output(out, directory=True):
+            combine_trained(args.models, out)
+            if replacing:  # the replaced run's training state must not be resumed into the ensemble
+                clear_previous_run(out)
+    except BaseException:
+        if created:  # a failed combination leaves no empty directory behind
+            try:
+                Path(out).rmdir()
+            except OSError:
+                pass
+        raise
+    print(f"wrote an ensemble of {len(args.models)} models to {out}")
+    return 0
