@@ -68,6 +68,21 @@ class World:
         dist.all_reduce(flat)
         _copy_back(tensors, flat)
 
+    def sum_each_(self, tensors: list[torch.Tensor]) -> None:
+        """Replace each tensor, in place, by its sum over all ranks, in its own dtype (one all-reduce per tensor,
+        all issued before any is waited for). Each must be contiguous and on :attr:`device`. Cheaper than
+        :meth:`sum_` for a large float32 tensor (half the bytes, no float64 copies); for two ranks the float32 sum
+        is the float64 sum rounded to float32, bit for bit (an IEEE sum of two numbers is correctly rounded)."""
+        if self.size == 1 or not tensors:
+            return
+        import torch.distributed as dist
+
+        for t in tensors:
+            if not (t.is_contiguous() and t.device == self.device):
+                raise ValueError("sum_each_ needs contiguous tensors on the world's device")
+        for work in [dist.all_reduce(t, async_op=True) for t in tensors]:
+            work.wait()
+
     def decide(self, flag: bool) -> bool:
         """Rank 0's ``flag``, on every rank (e.g. "the time budget is spent: stop after this step")."""
         if self.size == 1:
