@@ -20,7 +20,7 @@ from pathlib import Path
 from retro.data import data_file
 from retro.errors import RetroError
 from retro.outlock import lock_output
-from retro.safepaths import check_output_directory
+from retro.safepaths import check_output_directory, refuse_symlink
 
 __all__ = ["MEMBERS_DIR", "MAX_MEMBERS", "member_directories", "is_ensemble_run", "run_members"]
 
@@ -42,9 +42,17 @@ def is_ensemble_run(out: str | os.PathLike) -> bool:
 def _saved_members(out: Path) -> int:
     """How many members the ensemble run in ``out`` has (``members/0``, ``members/1``, ... without gaps)."""
     count = 0
-    while (out / MEMBERS_DIR / str(count)).is_dir():
+    while count < MAX_MEMBERS and (out / MEMBERS_DIR / str(count)).is_dir():
         count += 1
     return count
+
+
+def _refuse_links(out: Path, members: int) -> None:
+    """No member directory or log may lead outside ``out``: refuse symbolic links among them."""
+    refuse_symlink(out / MEMBERS_DIR, "in the run directory,")
+    for k in range(members):
+        refuse_symlink(out / MEMBERS_DIR / str(k), "in the run directory,")
+        refuse_symlink(out / MEMBERS_DIR / f"{k}.log", "in the run directory,")
 
 
 def _member(args, index: int, threads: int, log: str | None, errors) -> None:
@@ -124,10 +132,12 @@ def run_members(args, members: int | None) -> int:
             raise RetroError(
                 f"--out {str(out)!r} is not empty; pass --overwrite to replace a previous run, or choose another"
             )
+        _refuse_links(out, members)
         try:
             (out / MEMBERS_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RetroError(f"cannot create --out {str(out)!r}: {e.strerror or e}") from None
+    _refuse_links(out, members)
     threads = max(1, torch.get_num_threads() // members)
     print(
         f"retro train: {members} members side by side, {threads} thread(s) each, in "

@@ -89,3 +89,16 @@ def test_an_out_that_is_a_file_is_refused_before_any_member_starts(tmp_path, cap
         == f"retro train: error: --out {str(target)!r} exists and is not a directory"
     )
     assert target.read_text() == "not a run"
+
+
+def test_a_member_directory_that_is_a_symbolic_link_is_refused(tmp_path, capfd):
+    out, elsewhere = tmp_path / "ens", tmp_path / "elsewhere"
+    (out / "members" / "0").mkdir(parents=True)
+    elsewhere.mkdir()
+    (out / "members" / "1").symlink_to(elsewhere)
+    code, _, err = _run(capfd, f"train --resume {out} --steps 4")
+    assert code == 2
+    assert (
+        err.strip().splitlines()[-1].endswith("is a symbolic link; retro follows none inside its directories")
+    )
+    assert list(elsewhere.iterdir()) == []
