@@ -23,7 +23,7 @@ from pathlib import Path
 
 from retro.errors import RetroError
 
-__all__ = ["lock_output", "OutputLockedError", "lock_file_for"]
+__all__ = ["lock_output", "locked_output_directory", "OutputLockedError", "lock_file_for"]
 
 
 class OutputLockedError(RetroError):
@@ -105,3 +105,28 @@ def lock_output(path: str | os.PathLike, directory: bool, rank: int | None = Non
         except OSError:
             pass
         os.close(fd)
+
+
+@contextmanager
+def locked_output_directory(path: str | os.PathLike, flag: str = "--out") -> Iterator[Path]:
+    """Create the output directory ``path`` if needed and hold its lock for the block (see :func:`lock_output`);
+    a directory this call created and left empty (the block failed before writing) is removed on the way out.
+
+    Raises:
+        RetroError: ``path`` cannot be created (named with ``flag``), or another process holds its lock.
+    """
+    path = Path(path)
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RetroError(f"cannot create {flag} {str(path)!r}: {e.strerror or e}") from None
+    try:
+        with lock_output(path, directory=True):
+            yield path
+    finally:
+        if created:
+            try:
+                path.rmdir()  # only if still empty
+            except OSError:
+                pass

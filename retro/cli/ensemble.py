@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from retro.errors import RetroError
 
 __all__ = ["register", "run"]
@@ -38,29 +36,16 @@ def run(args) -> int:
     from retro.inference.ensemble import combine_trained
     from retro.inference.run_directory import check_run_directory, clear_previous_run
     from retro.models.ensemble import MIN_MEMBERS
-    from retro.outlock import lock_output
+    from retro.outlock import locked_output_directory
     from retro.safepaths import check_output_directory
 
     if len(args.models) < MIN_MEMBERS:
         raise RetroError(f"--models: an ensemble needs at least {MIN_MEMBERS} models, got {len(args.models)}")
     out = check_output_directory(args.out, args.models, "--out")
     replacing = check_run_directory(out, args.overwrite)
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RetroError(f"cannot create --out {str(out)!r}: {e.strerror or e}") from None
-    try:
-        with lock_output(out, directory=True):
-            combine_trained(args.models, out)
-            if replacing:  # the replaced run's training state must not be resumed into the ensemble
-                clear_previous_run(out)
-    except BaseException:
-        if created:  # a failed combination leaves no empty directory behind
-            try:
-                Path(out).rmdir()
-            except OSError:
-                pass
-        raise
+    with locked_output_directory(out):  # a failed combination leaves no empty directory behind
+        combine_trained(args.models, out)
+        if replacing:  # the replaced run's training state must not be resumed into the ensemble
+            clear_previous_run(out)
     print(f"wrote an ensemble of {len(args.models)} models to {out}")
     return 0

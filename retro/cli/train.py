@@ -25,7 +25,7 @@ from retro.inference.run_directory import (
 from retro.inference.train import COSINE_FINAL_FRACTION, LR_SCHEDULES
 from retro.lm.finetune import FINETUNE_MODES
 from retro.nets import DECODERS
-from retro.outlock import lock_output
+from retro.outlock import locked_output_directory
 from retro.safepaths import check_output_directory, refuse_symlink
 from retro.text import ByteCodec
 from retro.verifiers import VERIFIERS
@@ -651,20 +651,8 @@ def _locked_run(args, world) -> int:
     out = Path(args.resume or args.out)
     inputs = [data_file(spec) for spec in (args.data, args.heldout) if spec]
     check_output_directory(out, inputs, "--resume" if args.resume else "--out")
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RetroError(f"cannot create --out {str(out)!r}: {e.strerror or e}") from None
-    try:
-        with lock_output(out, directory=True):
-            return _run(args, world)
-    finally:
-        if created:  # a run that failed before writing anything leaves no empty directory behind
-            try:
-                out.rmdir()
-            except OSError:
-                pass
+    with locked_output_directory(out):  # a run that failed before writing anything leaves no empty directory
+        return _run(args, world)
 
 
 def _run(args, world) -> int:

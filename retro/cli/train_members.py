@@ -19,7 +19,7 @@ from pathlib import Path
 
 from retro.data import data_file
 from retro.errors import RetroError
-from retro.outlock import lock_output
+from retro.outlock import locked_output_directory
 from retro.safepaths import check_output_directory, refuse_symlink
 
 __all__ = ["MEMBERS_DIR", "MAX_MEMBERS", "member_directories", "is_ensemble_run", "run_members"]
@@ -132,11 +132,6 @@ def run_members(args, members: int | None) -> int:
             raise RetroError(
                 f"--out {str(out)!r} is not empty; pass --overwrite to replace a previous run, or choose another"
             )
-        _refuse_links(out, members)
-        try:
-            (out / MEMBERS_DIR).mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise RetroError(f"cannot create --out {str(out)!r}: {e.strerror or e}") from None
     _refuse_links(out, members)
     threads = max(1, torch.get_num_threads() // members)
     print(
@@ -145,7 +140,8 @@ def run_members(args, members: int | None) -> int:
         f"{out / MEMBERS_DIR}/K.log)",
         file=sys.stderr,
     )
-    with lock_output(out, directory=True):  # a second run into OUT fails at once; members lock their own
+    with locked_output_directory(out):  # a second run into OUT fails at once; members lock their own
+        (out / MEMBERS_DIR).mkdir(exist_ok=True)
         _train_and_combine(args, members, out, resume, threads)
     print(f"retro train: the ensemble of {members} members is in {out}", file=sys.stderr)
     return 0
