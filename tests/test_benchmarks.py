@@ -112,6 +112,7 @@ def test_scaling_smoke():
     for key in (
         "scoring_ratio_2_vs_1",
         "training_ratio_2_vs_1",
+        "training_ratio_2_vs_1_per_process_batch",
         "scoring_cpu_seconds_per_process_ratio_1_vs_2",
         "training_cpu_seconds_per_process_ratio_1_vs_2",
     ):
