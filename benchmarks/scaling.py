@@ -254,7 +254,10 @@ def main() -> None:
     per_process = None
     if args.only != "scoring":
         # Two processes with --batch answers each: rank 0's share of a global minibatch of 2 * --batch.
-        doubled = [*(a for a in argv if not a.startswith(("--batch=", "--only="))), f"--batch={2 * args.batch}"]
+        doubled = [
+            *(a for a in argv if not a.startswith(("--batch=", "--only="))),
+            f"--batch={2 * args.batch}",
+        ]
         per_process = _measure(2, [*doubled, "--only=training"])
     load_after = os.getloadavg()
     scoring = {size: args.answers / seconds[size][0] for size in (1, 2)}
@@ -264,7 +267,12 @@ def main() -> None:
     weak = {"1": math.nan, "2": math.nan, "ratio": math.nan, "cpu": math.nan}
     if per_process is not None:
         weak_2 = args.steps * 2 * args.batch / per_process[2]
-        weak = {"1": training[1], "2": weak_2, "ratio": weak_2 / training[1], "cpu": seconds[1][3] / per_process[3]}
+        weak = {
+            "1": training[1],
+            "2": weak_2,
+            "ratio": weak_2 / training[1],
+            "cpu": seconds[1][3] / per_process[3],
+        }
     print(
         json.dumps(
             {
@@ -277,7 +285,9 @@ def main() -> None:
                 "scoring_ratio_2_vs_1": _rounded(scoring[2] / scoring[1]),
                 "training_answers_per_second": {str(k): _rounded(v, 2) for k, v in training.items()},
                 "training_ratio_2_vs_1": _rounded(training[2] / training[1]),
-                "training_answers_per_second_per_process_batch": {k: _rounded(weak[k], 2) for k in ("1", "2")},
+                "training_answers_per_second_per_process_batch": {
+                    k: _rounded(weak[k], 2) for k in ("1", "2")
+                },
                 "training_ratio_2_vs_1_per_process_batch": _rounded(weak["ratio"]),
                 "training_cpu_seconds_per_process_ratio_1_vs_2_per_process_batch": _rounded(weak["cpu"]),
                 "scoring_cpu_seconds_per_process_ratio_1_vs_2": _rounded(cpu_ratio["scoring"]),
