@@ -104,7 +104,8 @@ def test_builtin_dataset_carries_its_recommended_settings(tmp_path, capsys):
         "--members 1",  # one process here; tests/retro/test_cli_members.py trains members
     )
     assert code == 0, err
-    assert "recommends for latent: --decoder attention --lr 0.002 --lr-schedule cosine" in err
+    assert "recommends for latent: --decoder attention --lr 0.003 --lr-schedule cosine" in err
+    assert "--batch-size 128" in err
     assert "--members" not in err  # the flag wins
     saved = json.loads((out / "config.json").read_text())
     assert (
@@ -112,7 +113,8 @@ def test_builtin_dataset_carries_its_recommended_settings(tmp_path, capsys):
     )  # the flag wins
     assert (
         saved["info"]["config"]["lr_schedule"] == "cosine"
-        and saved["info"]["config"]["learning_rate"] == 2e-3
+        and saved["info"]["config"]["learning_rate"] == 3e-3
+        and saved["info"]["config"]["batch_size"] == 128
     )
 
 
