@@ -29,7 +29,7 @@ from retro.inference.ensemble_guide import EnsembleGuide
 from retro.inference.run_directory import check_run_directory
 from retro.inference.sites import latent_sites
 from retro.inference.trained import TrainedImitator, load_trained, save_trained
-from retro.models.ensemble import MIN_MEMBERS, Ensemble
+from retro.models.ensemble import Ensemble, check_member_count
 from retro.safepaths import check_output_directory
 
 __all__ = ["ensemble_from_trained", "combine_trained"]
@@ -46,9 +46,9 @@ def _guide(trained: Sequence[TrainedImitator]) -> EnsembleGuide | None:
 
 def _info(trained: Sequence[TrainedImitator]) -> dict[str, Any]:
     """What the ensemble records: its size, and the data its members were trained on when they agree."""
-    data = {t.info.get("data") if isinstance(t.info, dict) else None for t in trained}
-    shared = data.pop() if len(data) == 1 else None
-    return {"ensemble_members": len(trained), **({"data": shared} if isinstance(shared, str) else {})}
+    data = [t.info.get("data") if isinstance(t.info, dict) else None for t in trained]
+    shared = data[0] if isinstance(data[0], str) and all(d == data[0] for d in data) else None
+    return {"ensemble_members": len(trained), **({"data": shared} if shared is not None else {})}
 
 
 def ensemble_from_trained(trained: Sequence[TrainedImitator]) -> TrainedImitator:
@@ -70,8 +70,7 @@ def combine_trained(directories: Sequence[str | os.PathLike], out: str | os.Path
             ``max_length`` differ (naming the first mismatch), or an ``out`` that may not be written.
     """
     directories = [os.fspath(d) for d in directories]
-    if len(directories) < MIN_MEMBERS:
-        raise RetroError(f"an ensemble needs at least {MIN_MEMBERS} trained models, got {len(directories)}")
+    check_member_count(len(directories), "trained models")
     out = check_output_directory(out, directories, "--out")
     check_run_directory(out, overwrite=True)  # replaces only what retro wrote
     trained = [load_trained(directory) for directory in directories]

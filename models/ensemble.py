@@ -40,9 +40,10 @@ from retro.models.base import Imitator
 from retro.program import ANSWER_SITE, StringProgram
 from retro.text import Codec, StringBatch
 
-__all__ = ["Ensemble", "MemberScope", "member_prefix", "MIN_MEMBERS"]
+__all__ = ["Ensemble", "MemberScope", "member_prefix", "check_member_count", "MIN_MEMBERS", "MAX_MEMBERS"]
 
 MIN_MEMBERS = 2
+MAX_MEMBERS = 64
 HOW_TO_BUILD = "build one from trained models with retro ensemble --models DIR DIR --out DIR"
 
 
@@ -105,11 +106,20 @@ def _describe(codec: Codec, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def check_member_count(count: int, what: str = "members") -> None:
+    """Raise unless an ensemble of ``count`` members (``what``: how they are named) may be built.
+
+    Raises:
+        RetroError: fewer than :data:`MIN_MEMBERS` or more than :data:`MAX_MEMBERS`.
+    """
+    if count < MIN_MEMBERS:
+        hint = f": {HOW_TO_BUILD}" if what == "members" else ""
+        raise RetroError(f"an ensemble needs at least {MIN_MEMBERS} {what}, got {count}{hint}")
+    if count > MAX_MEMBERS:
+        raise RetroError(f"an ensemble has at most {MAX_MEMBERS} {what}, got {count}")
+
+
 def _check_members(members: Sequence[StringProgram]) -> None:
-    if len(members) < MIN_MEMBERS:
-        raise RetroError(
-            f"an ensemble needs at least {MIN_MEMBERS} members, got {len(members)}: {HOW_TO_BUILD}"
-        )
     first = members[0]
     for k, member in enumerate(members):
         if not isinstance(member, StringProgram):
@@ -151,6 +161,7 @@ class Ensemble(Imitator):
     ):
         if isinstance(members, (str, bytes, dict)) or not isinstance(members, Sequence):
             raise RetroError(f"ensemble members must be a list, got {type(members).__name__}")
+        check_member_count(len(members))  # before building any member
         members = [
             m if isinstance(m, StringProgram) else _member_from_config(m, k) for k, m in enumerate(members)
         ]
@@ -186,7 +197,7 @@ class Ensemble(Imitator):
             own -= {prefix + name for name in part}
             member.load_trained_state(part)
         if own:
-            raise RuntimeError(
+            raise RetroError(
                 f"unexpected tensor {sorted(own)[0]!r} (the ensemble has {len(self.members)} members)"
             )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TextIO
 
 from retro.errors import RetroError
 
@@ -24,6 +25,7 @@ __all__ = [
     "is_same_or_inside",
     "check_output_file",
     "check_output_directory",
+    "open_for_appending",
 ]
 
 
@@ -126,3 +128,21 @@ def check_output_directory(
     if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
         raise UnsafePathError(f"{flag} {str(out)!r}: {str(existing)!r} is not a writable directory")
     return out
+
+
+def open_for_appending(path: str | os.PathLike, create: bool = False) -> TextIO:
+    """``path`` open for appending text (line-buffered), never through a symbolic link (``O_NOFOLLOW``).
+
+    Args:
+        path: the file; created when ``create`` is true and it does not exist.
+        create: whether a missing file is created.
+
+    Raises:
+        RetroError: ``path`` is a symbolic link or cannot be opened (one line naming it).
+    """
+    flags = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        raise RetroError(f"cannot open {str(path)!r}: {e.strerror or e}") from None
+    return os.fdopen(fd, "a", buffering=1, encoding="utf-8")

@@ -236,6 +236,7 @@ def test_cli_ensemble_evaluate_score_and_errors(tmp_path, capsys):
         ([{"imitator": "ensemble", "members": []}, {}], "member 0 is an ensemble"),
         ([{"imitator": "lm"}, {}], "on a pretrained base cannot be a member"),
         (None, "at least 2 members, got 0"),
+        ([{}] * 65, "at most 64 members, got 65"),
     ],
 )
 def test_a_hostile_member_list_is_a_one_line_error(tmp_path, members, message):
@@ -251,3 +252,43 @@ def test_a_hostile_member_list_is_a_one_line_error(tmp_path, members, message):
     with pytest.raises(RetroError, match=message) as caught:
         load_trained(tmp_path / "ens")
     assert "\n" not in str(caught.value)
+    assert str(caught.value).count(repr(str(tmp_path / "ens"))) == 1  # the checkpoint is named, once
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("extra tensor", "unexpected tensor 'members.2.x'"),
+        ("guides", "the ensemble guide has 3 member guides for 2 members"),
+    ],
+)
+def test_a_damaged_ensemble_checkpoint_names_itself_in_one_retro_error(tmp_path, damage, message):
+    from retro.checkpoint import read_checkpoint, write_checkpoint
+
+    combine_trained(_save_members(tmp_path), tmp_path / "ens")
+    tensors, config = read_checkpoint(tmp_path / "ens")
+    if damage == "extra tensor":
+        tensors["imitator.members.2.x"] = torch.zeros(1)
+    else:
+        config["guide"]["members"].append(None)
+    write_checkpoint(tmp_path / "ens", tensors, config)
+    with pytest.raises(RetroError, match=message) as caught:
+        load_trained(tmp_path / "ens")
+    assert str(caught.value).count(repr(str(tmp_path / "ens"))) == 1
+    assert "\n" not in str(caught.value)
+
+
+def test_loading_an_unknown_tensor_into_an_ensemble_is_a_retro_error():
+    ensemble = Ensemble(_members("seq2seq", "seq2seq"))
+    state = {**ensemble.trained_state(), "members.2.x": torch.zeros(1)}
+    with pytest.raises(RetroError, match="unexpected tensor 'members.2.x' \\(the ensemble has 2 members\\)"):
+        ensemble.load_trained_state(state)
+
+
+@pytest.mark.parametrize("data", [[], {"a": 1}, None])
+def test_members_whose_data_is_not_a_name_combine_without_one(tmp_path, data):
+    latent, plain = _members("latent", "seq2seq", latent_dim=2)
+    save_trained(tmp_path / "A", latent, AmortizedGuide(latent, hidden_dim=8), {"data": data})
+    save_trained(tmp_path / "B", plain, None, {"data": data})
+    combine_trained([tmp_path / "A", tmp_path / "B"], tmp_path / "ens")
+    assert load_trained(tmp_path / "ens").info == {"ensemble_members": 2}

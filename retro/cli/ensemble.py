@@ -35,14 +35,18 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from retro.inference.ensemble import combine_trained
     from retro.inference.run_directory import check_run_directory, clear_previous_run
-    from retro.models.ensemble import MIN_MEMBERS
+    from retro.models.ensemble import check_member_count
     from retro.outlock import locked_output_directory
-    from retro.safepaths import check_output_directory
+    from retro.safepaths import check_output_directory, is_same_or_inside
 
-    if len(args.models) < MIN_MEMBERS:
-        raise RetroError(f"--models: an ensemble needs at least {MIN_MEMBERS} models, got {len(args.models)}")
+    check_member_count(len(args.models), "models")  # before any work
     out = check_output_directory(args.out, args.models, "--out")
     replacing = check_run_directory(out, args.overwrite)
+    inside = [model for model in args.models if replacing and is_same_or_inside(model, out)]
+    if inside:  # replacing the run in --out removes its members and state
+        raise RetroError(
+            f"--models {inside[0]!r} is inside --out {str(out)!r}, which is replaced: choose another"
+        )
     with locked_output_directory(out):  # a failed combination leaves no empty directory behind
         combine_trained(args.models, out)
         if replacing:  # the replaced run's training state must not be resumed into the ensemble

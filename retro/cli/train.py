@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from retro.cli.common import MAX_SEED, add_seed, load_data, seed_everything
-from retro.cli.train_members import MAX_MEMBERS, is_ensemble_run, run_members
+from retro.cli.train_members import is_ensemble_run, run_members
 from retro.data import data_file, load_pairs, split_pairs
 from retro.datasets import codecs_for, recommended_settings
 from retro.errors import RetroError
@@ -24,6 +24,7 @@ from retro.inference.run_directory import (
 )
 from retro.inference.train import COSINE_FINAL_FRACTION, LR_SCHEDULES
 from retro.lm.finetune import FINETUNE_MODES
+from retro.models.ensemble import MAX_MEMBERS
 from retro.nets import DECODERS
 from retro.outlock import locked_output_directory
 from retro.safepaths import check_output_directory, refuse_symlink
@@ -624,6 +625,11 @@ def run(args) -> int:
 
     if args.resume and is_ensemble_run(args.resume):
         return run_members(args, None)
+    if args.resume and args.members not in (None, 1):
+        raise RetroError(
+            f"--members {args.members}: {args.resume!r} is a single run; resume it without --members"
+        )
+    _check_required(args)
     if not args.resume and (members := _members(args)) > 1:
         from retro.models import needs_base
 
@@ -640,14 +646,19 @@ def run(args) -> int:
         leave()
 
 
-def _locked_run(args, world) -> int:
-    """Rank 0: check --out, hold its lock for the whole run (a second run into it fails at once), then train."""
+def _check_required(args) -> None:
+    """A new run names --imitator, --data and --out; a resumed one an existing directory."""
     if not args.resume:
         missing = [f"--{k}" for k in ("imitator", "data", "out") if getattr(args, k) is None]
         if missing:
             raise RetroError(f"give {', '.join(missing)} (or --resume DIR)")
     elif not Path(args.resume).is_dir():
         raise RetroError(f"--resume: no checkpoint directory at {args.resume!r}")
+
+
+def _locked_run(args, world) -> int:
+    """Rank 0: check --out, hold its lock for the whole run (a second run into it fails at once), then train."""
+    _check_required(args)
     out = Path(args.resume or args.out)
     inputs = [data_file(spec) for spec in (args.data, args.heldout) if spec]
     check_output_directory(out, inputs, "--resume" if args.resume else "--out")

@@ -14,19 +14,27 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import os
+import signal
 import sys
 from pathlib import Path
 
+from retro.checkpoint import CONFIG_FILE, CheckpointError, read_config
 from retro.data import data_file
 from retro.errors import RetroError
+from retro.inference.run_directory import (
+    MEMBERS_DIR,
+    STATE_DIR,
+    check_run_directory,
+    clear_previous_run,
+)
+from retro.models.ensemble import MAX_MEMBERS
 from retro.outlock import locked_output_directory
-from retro.safepaths import check_output_directory, refuse_symlink
+from retro.safepaths import check_output_directory, open_for_appending, refuse_symlink
 
 __all__ = ["MEMBERS_DIR", "MAX_MEMBERS", "member_directories", "is_ensemble_run", "run_members"]
 
-MEMBERS_DIR = "members"
-MAX_MEMBERS = 64
 POLL_SECONDS = 0.5
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): the signal a process gets when its parent dies
 
 
 def member_directories(out: str | os.PathLike, members: int) -> list[Path]:
@@ -35,8 +43,18 @@ def member_directories(out: str | os.PathLike, members: int) -> list[Path]:
 
 
 def is_ensemble_run(out: str | os.PathLike) -> bool:
-    """Whether ``out`` holds a run of ``retro train --members`` (a ``members`` directory of member runs)."""
-    return (Path(out) / MEMBERS_DIR / "0").is_dir()
+    """Whether ``out`` holds a run of ``retro train --members``: a ``members`` directory of member runs, no
+    training state of its own, and no checkpoint other than an ensemble's (``info.ensemble_members``)."""
+    out = Path(out)
+    if not os.path.lexists(out / MEMBERS_DIR / "0") or os.path.lexists(out / STATE_DIR):
+        return False
+    if not os.path.lexists(out / CONFIG_FILE):
+        return True  # stopped before its members were combined
+    try:
+        info = read_config(out).get("info")
+    except CheckpointError:
+        return False
+    return isinstance(info, dict) and "ensemble_members" in info
 
 
 def _saved_members(out: Path) -> int:
@@ -55,8 +73,21 @@ def _refuse_links(out: Path, members: int) -> None:
         refuse_symlink(out / MEMBERS_DIR / f"{k}.log", "in the run directory,")
 
 
-def _member(args, index: int, threads: int, log: str | None, errors) -> None:
+def _die_with_parent(parent: int) -> None:
+    """On Linux, have the kernel send this process SIGTERM when its parent dies (a killed ``retro train`` leaves
+    no member running); elsewhere nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0 and os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)  # the parent died before the request was made
+
+
+def _member(args, index: int, threads: int, log: str | None, errors, parent: int) -> None:
     """One member's run in a child process: its own threads, and its stderr in ``log`` unless it is member 0."""
+    _die_with_parent(parent)
     import torch
 
     from retro.cli.plugins import load_user_imitators
@@ -64,7 +95,7 @@ def _member(args, index: int, threads: int, log: str | None, errors) -> None:
 
     torch.set_num_threads(threads)
     if log is not None:
-        handle = open(log, "a", buffering=1)  # noqa: SIM115 (it lives as long as the process)
+        handle = open_for_appending(log, create=True)  # it lives as long as the process
         os.dup2(handle.fileno(), 2)
         sys.stderr = handle
     try:
@@ -120,9 +151,15 @@ def run_members(args, members: int | None) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RetroError("--members starts its own processes: run it without torchrun")
     resume = bool(args.resume)
+    replacing = False
     if resume:
         out = Path(args.resume)
         members = _saved_members(out)
+        if args.members is not None and args.members != members:
+            raise RetroError(
+                f"--members {args.members}: the run in {str(out)!r} has {members} members; resume it without "
+                "--members"
+            )
     else:
         if args.out is None:
             raise RetroError("give --out (or --resume DIR)")
@@ -132,6 +169,7 @@ def run_members(args, members: int | None) -> int:
             raise RetroError(
                 f"--out {str(out)!r} is not empty; pass --overwrite to replace a previous run, or choose another"
             )
+        replacing = check_run_directory(out, args.overwrite)  # before any member starts
     _refuse_links(out, members)
     threads = max(1, torch.get_num_threads() // members)
     print(
@@ -141,6 +179,8 @@ def run_members(args, members: int | None) -> int:
         file=sys.stderr,
     )
     with locked_output_directory(out):  # a second run into OUT fails at once; members lock their own
+        if replacing:  # the replaced run's state, history and members must not be resumed into the new run
+            clear_previous_run(out, checkpoint=True)
         (out / MEMBERS_DIR).mkdir(exist_ok=True)
         _train_and_combine(args, members, out, resume, threads)
     print(f"retro train: the ensemble of {members} members is in {out}", file=sys.stderr)
@@ -157,7 +197,7 @@ def _train_and_combine(args, members: int, out: Path, resume: bool, threads: int
     processes = [
         context.Process(
             target=_member,
-            args=(_member_args(args, k, out, resume), k, threads, logs[k], errors),
+            args=(_member_args(args, k, out, resume), k, threads, logs[k], errors, os.getpid()),
             daemon=False,
         )
         for k in range(members)
