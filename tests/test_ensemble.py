@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,3 +293,16 @@ def test_members_whose_data_is_not_a_name_combine_without_one(tmp_path, data):
     save_trained(tmp_path / "B", plain, None, {"data": data})
     combine_trained([tmp_path / "A", tmp_path / "B"], tmp_path / "ens")
     assert load_trained(tmp_path / "ens").info == {"ensemble_members": 2}
+
+
+def test_cli_ensemble_refuses_models_inside_the_run_it_replaces(tmp_path, capsys):
+    """Replacing --out removes its members: models read from inside it are refused before any work."""
+    run_dir = tmp_path / "run"
+    saved = _save_members(tmp_path, codec=AlphabetCodec("0123456789+-="), max_length=8)
+    (run_dir / "members").mkdir(parents=True)
+    members = [str(Path(d).rename(run_dir / "members" / str(k))) for k, d in enumerate(saved)]  # as --members
+    combine_trained(members, run_dir)
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    code, _, err = run(capsys, ["ensemble", "--models", *members, "--out", str(run_dir), "--overwrite"])
+    assert code == 2 and err.count("\n") == 1 and "is inside --out" in err, err
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
