@@ -657,8 +657,8 @@ def _check_required(args) -> None:
 
 
 def _locked_run(args, world) -> int:
-    """Rank 0: check --out, hold its lock for the whole run (a second run into it fails at once), then train."""
-    _check_required(args)
+    """Rank 0: check --out, hold its lock for the whole run (a second run into it fails at once), then train.
+    ``run`` has checked the required flags (:func:`_check_required`)."""
     out = Path(args.resume or args.out)
     inputs = [data_file(spec) for spec in (args.data, args.heldout) if spec]
     check_output_directory(out, inputs, "--resume" if args.resume else "--out")
