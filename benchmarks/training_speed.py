@@ -9,14 +9,20 @@ Objective: the ELBO, one reparameterized particle per answer, Adam.
   draws minibatches from encoded batches and tracks a running loss);
 * ``retro_bucketed``: the same with ``length_buckets=50`` (minibatches of answers of similar length: fewer padded
   decoder positions), the default of ``retro train``;
+* ``retro_ngram_guide``: ``retro`` with the guide reading n-gram features instead of GRUs (``encoder="ngram"``,
+  the default of ``retro train`` on data that recommends nothing);
+* ``seq2seq``: ``retro`` training the ``seq2seq`` imitator of the same sizes (no latent, no guide; dropout 0.1,
+  its ``retro train`` default), the cost a latent imitator's step is compared with;
 * ``torch``: the same step written by hand on the *same* modules: guide encoders and heads -> (loc, scale),
   ``z = loc + scale * eps``, the decoder's teacher-forced log p of the answer with the same EOS / ``max_length``
   masking as ``StringDistribution.log_prob``, ``log N(z; 0, 1) - log q(z)``, backward, Adam.
 
 Evaluation is switched off in both (``eval_every`` beyond the run). Each method is timed over ``--steps`` steps in
 ``--repeats`` interleaved rounds (best kept), one thread by default. Prints one JSON object with answers per
-second, ``ratio_retro_vs_torch`` (goal <= 1.2; both on random minibatches) and ``speedup_length_buckets``
-(random minibatches' time over bucketed ones').
+second, ``ratio_retro_vs_torch`` (goal <= 1.2; both on random minibatches), ``speedup_length_buckets``
+(random minibatches' time over bucketed ones'), ``speedup_ngram_guide`` (the GRU guide's time over the n-gram
+guide's) and ``latent_over_seq2seq_gru_guide`` / ``latent_over_seq2seq_ngram_guide`` (a latent step's time over a
+``seq2seq`` step's).
 
 Usage::
 
@@ -67,23 +73,34 @@ def _data(n: int) -> tuple[str, list[str], list[str]]:
     raise RuntimeError("no data")
 
 
-def _modules(setting: Setting, seed: int):
+def _modules(setting: Setting, seed: int, guide_encoder: str = "gru", imitator: str = "latent"):
     torch.manual_seed(seed)
     codecs = codecs_for(setting.spec)
+    sizes = {"latent_dim": setting.latent} if imitator == "latent" else {"dropout": 0.1}
     imitator = make_imitator(
-        "latent",
+        imitator,
         hidden_dim=setting.hidden,
-        latent_dim=setting.latent,
         max_length=setting.max_length,
         decoder=setting.decoder,
+        **sizes,
         **({"codec": codecs[0], "question_codec": codecs[1]} if codecs else {}),
     )
-    return imitator, AmortizedGuide(imitator, hidden_dim=setting.hidden // 2)
+    if "latent_dim" not in sizes:
+        return imitator, None
+    return imitator, AmortizedGuide(imitator, hidden_dim=setting.hidden // 2, encoder=guide_encoder)
 
 
-def _retro(setting: Setting, steps: int, batch: int, seed: int, length_buckets: int | None = None) -> float:
+def _retro(
+    setting: Setting,
+    steps: int,
+    batch: int,
+    seed: int,
+    length_buckets: int | None = None,
+    guide_encoder: str = "gru",
+    imitator: str = "latent",
+) -> float:
     questions, answers = setting.questions, setting.answers
-    imitator, guide = _modules(setting, seed)
+    imitator, guide = _modules(setting, seed, guide_encoder, imitator)
     config = TrainConfig(
         steps=steps,
         batch_size=batch,
@@ -157,6 +174,8 @@ def main(argv=None) -> int:
     methods = {
         "retro": _retro,
         "retro_bucketed": functools.partial(_retro, length_buckets=50),
+        "retro_ngram_guide": functools.partial(_retro, guide_encoder="ngram"),
+        "seq2seq": functools.partial(_retro, imitator="seq2seq"),
         "torch": _torch,
     }
     best = best_of_rounds(
@@ -179,6 +198,9 @@ def main(argv=None) -> int:
         **{f"{name}_answers_per_s": args.steps * args.batch / seconds for name, seconds in best.items()},
         "ratio_retro_vs_torch": best["retro"] / best["torch"],
         "speedup_length_buckets": best["retro"] / best["retro_bucketed"],
+        "speedup_ngram_guide": best["retro"] / best["retro_ngram_guide"],
+        "latent_over_seq2seq_gru_guide": best["retro"] / best["seq2seq"],
+        "latent_over_seq2seq_ngram_guide": best["retro_ngram_guide"] / best["seq2seq"],
     }
     print(json.dumps(report))
     return 0

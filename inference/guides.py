@@ -2,6 +2,8 @@
 
 Continuous sites get a diagonal Normal, discrete sites a Categorical (or Bernoulli), all computed by one network
 from an encoding of the (question, answer) pair. Nothing is hand-wired per model: the sites are found by tracing.
+The question and the answer are encoded by bidirectional GRUs (``encoder="gru"``) or, at a fraction of the cost,
+by max-pooled n-gram features (``encoder="ngram"``, what ``retro train`` uses unless told otherwise).
 """
 
 from __future__ import annotations
@@ -16,12 +18,25 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from retro.errors import RetroError
 from retro.inference.sites import LatentSite, latent_sites
-from retro.nets import StringEncoder
+from retro.nets import NgramEncoder, StringEncoder
 from retro.program import ANSWER_PLATE, StringProgram
 from retro.text import StringBatch
 
-__all__ = ["AmortizedGuide"]
+__all__ = ["AmortizedGuide", "GUIDE_ENCODERS"]
+
+GUIDE_ENCODERS = ("gru", "ngram")
+"""How a guide encodes the question and the answer: bidirectional GRUs, or max-pooled n-gram features
+(:class:`~retro.nets.NgramEncoder`)."""
+SAVED_BEFORE_ENCODERS = "gru"  # what a guide saved before the choice existed used
+
+
+def _string_encoder(kind: str, vocab_size: int, hidden_dim: int) -> nn.Module:
+    """An encoder of ``hidden_dim`` outputs per string."""
+    if kind == "gru":
+        return StringEncoder(vocab_size, hidden_dim // 2)
+    return NgramEncoder(vocab_size, 2 * (hidden_dim // 2))
 
 
 class AmortizedGuide(PyroModule):
@@ -32,6 +47,7 @@ class AmortizedGuide(PyroModule):
         hidden_dim: width of the encoders and of the shared hidden layer.
         sites: the latent sites (discovered by tracing ``program`` on ``example`` when not given).
         example: ``(questions, answers)`` to trace ``program`` on, for programs that cannot run on empty strings.
+        encoder: one of :data:`GUIDE_ENCODERS`.
 
     Example:
         >>> from retro.models import LatentSeq2Seq
@@ -47,12 +63,17 @@ class AmortizedGuide(PyroModule):
         hidden_dim: int = 64,
         sites: dict[str, LatentSite] | None = None,
         example: tuple[Sequence[str], Sequence[str]] | None = None,
+        encoder: str = "gru",
     ):
         super().__init__()
+        if encoder not in GUIDE_ENCODERS:
+            raise RetroError(
+                f"unknown guide encoder {encoder!r}: expected one of {', '.join(GUIDE_ENCODERS)}"
+            )
         self.sites = sites if sites is not None else latent_sites(program, *(example or (("",), ("",))))
-        self.hidden_dim = hidden_dim
-        self.question_encoder = StringEncoder(program.question_codec.vocab_size, hidden_dim // 2)
-        self.answer_encoder = StringEncoder(program.codec.vocab_size, hidden_dim // 2)
+        self.hidden_dim, self.encoder = hidden_dim, encoder
+        self.question_encoder = _string_encoder(encoder, program.question_codec.vocab_size, hidden_dim)
+        self.answer_encoder = _string_encoder(encoder, program.codec.vocab_size, hidden_dim)
         self.hidden = nn.Sequential(nn.Linear(2 * hidden_dim, hidden_dim), nn.Tanh())
         self.heads = nn.ModuleDict(
             {name: nn.Linear(hidden_dim, self._head_size(site)) for name, site in self.sites.items()}
@@ -88,9 +109,14 @@ class AmortizedGuide(PyroModule):
         return values
 
     def config(self) -> dict[str, Any]:
-        return {"hidden_dim": self.hidden_dim, "sites": [site.config() for site in self.sites.values()]}
+        return {
+            "hidden_dim": self.hidden_dim,
+            "encoder": self.encoder,
+            "sites": [site.config() for site in self.sites.values()],
+        }
 
     @staticmethod
     def from_config(program: StringProgram, config: dict[str, Any]) -> AmortizedGuide:
         sites = {s["name"]: LatentSite.from_config(s) for s in config["sites"]}
-        return AmortizedGuide(program, hidden_dim=config["hidden_dim"], sites=sites)
+        encoder = config.get("encoder", SAVED_BEFORE_ENCODERS)
+        return AmortizedGuide(program, hidden_dim=config["hidden_dim"], sites=sites, encoder=encoder)

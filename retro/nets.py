@@ -22,6 +22,7 @@ __all__ = [
     "AttentionGRUDecoder",
     "TransformerDecoder",
     "StringEncoder",
+    "NgramEncoder",
     "make_decoder",
     "DECODERS",
 ]
@@ -344,3 +345,37 @@ class StringEncoder(nn.Module):
         states = self.dropout(states)
         mask = torch.arange(batch.width, device=lengths.device) < lengths[:, None]
         return summary, Memory(states, mask)
+
+
+class NgramEncoder(nn.Module):
+    """One vector per string, without recurrence: a ReLU layer on every window of ``width`` consecutive token
+    embeddings (the string's EOS included, zeros beyond it), max-pooled over the windows.
+
+    About as cheap as the string is long, where :class:`StringEncoder` runs a GRU step per position (the amortized
+    guide of ``retro train`` uses this one: on CMUdict and the misspellings, training a latent imitator with it
+    costs 0-2% more per step than training ``seq2seq``, against 12-14% with GRU encoders). A string's vector does
+    not depend on the batch it is in (nothing past its EOS is read).
+
+    Args:
+        vocab_size: tokens of the codec (EOS included).
+        hidden_dim: width of the output vector.
+        embed_dim: width of the token embedding.
+        width: tokens per window (odd: centred on each position).
+    """
+
+    def __init__(self, vocab_size: int, hidden_dim: int = 128, embed_dim: int = 32, width: int = 3):
+        super().__init__()
+        if width < 1 or width % 2 == 0:
+            raise ValueError(f"an n-gram encoder's window must be an odd number of tokens, got {width}")
+        self.width = width
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        self.window = nn.Linear(width * embed_dim, hidden_dim)
+        self.output_dim = hidden_dim
+
+    def forward(self, batch: StringBatch) -> torch.Tensor:
+        lengths = (batch.lengths + 1).clamp(max=batch.width)  # the EOS too, so the empty string has a vector
+        inside = (torch.arange(batch.width, device=lengths.device) < lengths[:, None])[..., None]  # [N, T, 1]
+        side = self.width // 2
+        embedded = nn.functional.pad(self.embed(batch.tokens) * inside, (0, 0, side, side))
+        windows = torch.cat([embedded[:, i : i + batch.width] for i in range(self.width)], dim=-1)
+        return torch.relu(self.window(windows)).masked_fill(~inside, 0.0).amax(1)

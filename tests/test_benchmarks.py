@@ -97,9 +97,14 @@ def test_training_speed_smoke():
     for key in (
         "retro_answers_per_s",
         "retro_bucketed_answers_per_s",
+        "retro_ngram_guide_answers_per_s",
+        "seq2seq_answers_per_s",
         "torch_answers_per_s",
         "ratio_retro_vs_torch",
         "speedup_length_buckets",
+        "speedup_ngram_guide",
+        "latent_over_seq2seq_gru_guide",
+        "latent_over_seq2seq_ngram_guide",
     ):
         assert _positive_finite(report[key]), (key, report[key])
 

@@ -173,7 +173,8 @@ def test_generic_defaults_per_imitator(tmp_path, capsys):
         assert code == 0, err
         _, info = load_train_state(out / "state")
         settings = {
-            k: info["settings"][k] for k in ("decoder", "hidden_dim", "lr", "lr_schedule", "kl_anneal")
+            k: info["settings"][k]
+            for k in ("decoder", "hidden_dim", "lr", "lr_schedule", "kl_anneal", "guide_encoder")
         }
         assert settings == {
             "decoder": "attention",
@@ -181,7 +182,10 @@ def test_generic_defaults_per_imitator(tmp_path, capsys):
             "lr": 2e-3,
             "lr_schedule": "cosine",
             "kl_anneal": "none",
+            "guide_encoder": "ngram",
         }
+        guide = json.loads((out / "config.json").read_text())["guide"]
+        assert (guide or {}).get("encoder") == (None if imitator == "seq2seq" else "ngram"), imitator
         assert {k: info["settings"][k] for k in differing} == differing, (imitator, objective)
         saved = json.loads((out / "config.json").read_text())["imitator"]
         assert (saved["decoder"], saved["hidden_dim"], saved["dropout"]) == (

@@ -30,6 +30,8 @@ def test_cmudict_training_uses_its_codecs_attention_dropout_and_the_schedule(tmp
     assert config["codec"]["type"] == "symbols" and "AH" in config["codec"]["symbols"]
     assert config["question_codec"] == {"type": "alphabet", "alphabet": "'abcdefghijklmnopqrstuvwxyz"}
     assert (config["decoder"], config["dropout"]) == ("attention", 0.2)
+    guide = json.loads((out / "config.json").read_text())["guide"]
+    assert guide["encoder"] == "gru"  # the dataset recommends the guide its figures were measured with
     loaded = load_trained(out)
     assert not any(m.training for m in loaded.imitator.modules())  # scored without dropout
     code, result, err = run(
@@ -73,3 +75,25 @@ def test_resuming_a_state_saved_before_the_codec_dropout_and_schedule_settings(t
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert [row["step"] for row in history] == [2, 4, 6]
     assert json.loads((out / "config.json").read_text())["imitator"]["codec"] == {"type": "bytes"}
+
+
+def test_resuming_a_state_saved_before_the_guide_encoder_setting(tmp_path, capsys):
+    """Such a run's guide read with GRUs: resumed with today's default (n-grams) its saved weights would not fit."""
+    out = tmp_path / "old"
+    code, _, err = run(
+        capsys,
+        f"train --imitator latent --data human:arithmetic --n 100 --out {out} --steps 4 --eval-every 2 "
+        "--checkpoint-every 2 --hidden-dim 16 --latent-dim 2 --max-length 16 --guide-encoder gru",
+    )
+    assert code == 0, err
+    state = out / "state" / "config.json"
+    saved = json.loads(state.read_text())
+    del saved["info"]["settings"]["guide_encoder"]
+    state.write_text(json.dumps(saved))
+    model = json.loads((out / "config.json").read_text())
+    del model["guide"]["encoder"]  # the saved model as such a run wrote it
+    (out / "config.json").write_text(json.dumps(model))
+    code, _, err = run(capsys, f"train --resume {out} --steps 6")
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["guide"]["encoder"] == "gru"
+    assert load_trained(out).guide.encoder == "gru"

@@ -310,6 +310,7 @@ def test_a_read_only_checkpoint_with_overwrite_is_refused_before_work(run_copy, 
         (lambda c: c["imitator"].update(hidden_dim=-3), "does not match its config"),
         (lambda c: c["imitator"].update(codec="bytes"), "a codec's config must be a JSON object"),
         (lambda c: c.update(imitator=[1, 2]), "config must be a JSON object"),
+        (lambda c: c["guide"].update(encoder="os:system"), "unknown guide encoder 'os:system'"),
     ],
 )
 def test_bad_values_in_config_json_are_one_line(run_copy, capsys, edit, message):
