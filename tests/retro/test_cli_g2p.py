@@ -57,19 +57,25 @@ def test_adversarial_training_refuses_dropout(tmp_path, capsys):
     )
 
 
-def test_resuming_a_state_saved_before_the_codec_dropout_and_schedule_settings(tmp_path, capsys):
-    out = tmp_path / "old"
+def _run_saved_before(capsys, out, flags: str, settings: tuple[str, ...]) -> None:
+    """A tiny run trained with ``flags`` whose training state then forgets ``settings`` (as a run saved before
+    they existed)."""
     code, _, err = run(
         capsys,
-        f"train --imitator seq2seq --data human:arithmetic --n 100 --out {out} --steps 4 --eval-every 2 "
-        "--checkpoint-every 2 --hidden-dim 16 --max-length 16",
+        f"train --data human:arithmetic --n 100 --out {out} --steps 4 --eval-every 2 --checkpoint-every 2 "
+        f"--hidden-dim 16 --max-length 16 {flags}",
     )
     assert code == 0, err
     state = out / "state" / "config.json"
     saved = json.loads(state.read_text())
-    for key in ("codec", "dropout", "lr_schedule"):
+    for key in settings:
         del saved["info"]["settings"][key]
     state.write_text(json.dumps(saved))
+
+
+def test_resuming_a_state_saved_before_the_codec_dropout_and_schedule_settings(tmp_path, capsys):
+    out = tmp_path / "old"
+    _run_saved_before(capsys, out, "--imitator seq2seq", ("codec", "dropout", "lr_schedule"))
     code, _, err = run(capsys, f"train --resume {out} --steps 6")
     assert code == 0, err
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
@@ -80,16 +86,7 @@ def test_resuming_a_state_saved_before_the_codec_dropout_and_schedule_settings(t
 def test_resuming_a_state_saved_before_the_guide_encoder_setting(tmp_path, capsys):
     """Such a run's guide read with GRUs: resumed with today's default (n-grams) its saved weights would not fit."""
     out = tmp_path / "old"
-    code, _, err = run(
-        capsys,
-        f"train --imitator latent --data human:arithmetic --n 100 --out {out} --steps 4 --eval-every 2 "
-        "--checkpoint-every 2 --hidden-dim 16 --latent-dim 2 --max-length 16 --guide-encoder gru",
-    )
-    assert code == 0, err
-    state = out / "state" / "config.json"
-    saved = json.loads(state.read_text())
-    del saved["info"]["settings"]["guide_encoder"]
-    state.write_text(json.dumps(saved))
+    _run_saved_before(capsys, out, "--imitator latent --latent-dim 2 --guide-encoder gru", ("guide_encoder",))
     model = json.loads((out / "config.json").read_text())
     del model["guide"]["encoder"]  # the saved model as such a run wrote it
     (out / "config.json").write_text(json.dumps(model))
