@@ -29,7 +29,7 @@ __all__ = ["AmortizedGuide", "GUIDE_ENCODERS"]
 GUIDE_ENCODERS = ("gru", "ngram")
 """How a guide encodes the question and the answer: bidirectional GRUs, or max-pooled n-gram features
 (:class:`~retro.nets.NgramEncoder`)."""
-SAVED_BEFORE_ENCODERS = "gru"  # what a guide saved before the choice existed used
+SAVED_BEFORE_ENCODER = "gru"  # the encoder of every guide saved before the choice existed
 
 
 def _string_encoder(kind: str, vocab_size: int, hidden_dim: int) -> nn.Module:
@@ -118,5 +118,5 @@ class AmortizedGuide(PyroModule):
     @staticmethod
     def from_config(program: StringProgram, config: dict[str, Any]) -> AmortizedGuide:
         sites = {s["name"]: LatentSite.from_config(s) for s in config["sites"]}
-        encoder = config.get("encoder", SAVED_BEFORE_ENCODERS)
+        encoder = config.get("encoder", SAVED_BEFORE_ENCODER)
         return AmortizedGuide(program, hidden_dim=config["hidden_dim"], sites=sites, encoder=encoder)
