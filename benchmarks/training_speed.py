@@ -73,19 +73,19 @@ def _data(n: int) -> tuple[str, list[str], list[str]]:
     raise RuntimeError("no data")
 
 
-def _modules(setting: Setting, seed: int, guide_encoder: str = "gru", imitator: str = "latent"):
+def _modules(setting: Setting, seed: int, guide_encoder: str = "gru", kind: str = "latent"):
     torch.manual_seed(seed)
     codecs = codecs_for(setting.spec)
-    sizes = {"latent_dim": setting.latent} if imitator == "latent" else {"dropout": 0.1}
+    sizes = {"latent_dim": setting.latent} if kind == "latent" else {"dropout": 0.1}
     imitator = make_imitator(
-        imitator,
+        kind,
         hidden_dim=setting.hidden,
         max_length=setting.max_length,
         decoder=setting.decoder,
         **sizes,
         **({"codec": codecs[0], "question_codec": codecs[1]} if codecs else {}),
     )
-    if "latent_dim" not in sizes:
+    if kind != "latent":
         return imitator, None
     return imitator, AmortizedGuide(imitator, hidden_dim=setting.hidden // 2, encoder=guide_encoder)
 

@@ -15,7 +15,7 @@ from retro.cli.train_members import is_ensemble_run, run_members
 from retro.data import data_file, load_pairs, split_pairs
 from retro.datasets import codecs_for, recommended_settings
 from retro.errors import RetroError
-from retro.inference.guides import GUIDE_ENCODERS
+from retro.inference.guides import GUIDE_ENCODERS, SAVED_BEFORE_ENCODER
 from retro.inference.run_directory import (
     HISTORY_FILE,
     STATE_DIR,
@@ -80,7 +80,7 @@ SAVED_BEFORE = {  # what a run saved before retro recorded a setting used (the d
     "kl_warmup": 1000,
     "kl_cycle": 1000,
     "free_bits": 0.0,
-    "guide_encoder": "gru",
+    "guide_encoder": SAVED_BEFORE_ENCODER,
 }
 MAX_HELDOUT = 1000  # pairs held out of --data without --heldout: evaluations score 200 of them
 COLLAPSE_SETTINGS = ("kl_anneal", "kl_warmup", "kl_cycle", "free_bits")
