@@ -23,6 +23,7 @@ from pyro.infer.elbo import ELBOModule
 from tqdm import tqdm
 
 from retro.distributed import World, current_world
+from retro.distributions import smoothed_labels
 from retro.errors import RetroError
 from retro.inference.collapse import collapse_diagnostics
 from retro.inference.guides import AmortizedGuide
@@ -93,6 +94,9 @@ class TrainConfig:
             step's) with this decay per step, e.g. ``0.999`` (about the last 1,000 steps); early on the decay is
             ``min(average_decay, (1 + step) / (10 + step))``, so the average does not remember the initialization.
             ``None``: the parameters as they are.
+        label_smoothing: the training steps' answer log probabilities are label-smoothed with this ``epsilon``
+            (:func:`retro.distributions.smoothed_labels`); held-out evaluations score the model as it is.
+            ``None``: off. For retrodiction objectives (a sampled one would score its samples with it).
     """
 
     steps: int | None = 2000
@@ -110,6 +114,7 @@ class TrainConfig:
     slices: int | None = None
     length_buckets: int | None = None
     average_decay: float | None = None
+    label_smoothing: float | None = None
 
     def __post_init__(self):
         if self.steps is None and self.minutes is None:
@@ -132,6 +137,8 @@ class TrainConfig:
             )
         if self.average_decay is not None and not 0 <= self.average_decay < 1:
             raise RetroError(f"training: average_decay must be in [0, 1), got {self.average_decay}")
+        if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
+            raise RetroError(f"training: label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.minutes is not None and not self.minutes > 0:
             raise RetroError(f"training: minutes must be > 0, got {self.minutes}")
 
@@ -344,7 +351,8 @@ class _Run:
         local_loss = torch.zeros((), dtype=torch.float64)
         for s, part in self._my_slices(index):
             _seed(random_key(self.config.seed, "step", step, s))
-            loss = self.objective(questions[part], answers[part])
+            with smoothed_labels(self.config.label_smoothing or 0.0):
+                loss = self.objective(questions[part], answers[part])
             if torch.isfinite(loss):
                 loss.backward()
             local_loss += loss.detach().double().cpu()
@@ -653,6 +661,9 @@ def train(
         modules["objective"] = objective  # e.g. a discriminator
     # Retrodiction objectives (the default ELBO, IWAE, the collapse-aware ELBO) are judged by held-out log p: the
     # best parameters are kept and early stopping applies. Others (adversarial) keep the last parameters.
+    retrodiction = objective is None or getattr(objective, "retrodiction", False)
+    if config.label_smoothing and not retrodiction:
+        raise RetroError("training: label_smoothing is for retrodiction objectives (ELBO, IWAE)")
     run = _Run(
         imitator,
         guide,
@@ -661,7 +672,7 @@ def train(
         config,
         world,
         len(answers),
-        retrodiction=objective is None or getattr(objective, "retrodiction", False),
+        retrodiction=retrodiction,
         length_keys=(
             a_all.lengths * (int(q_all.lengths.max()) + 1) + q_all.lengths if config.length_buckets else None
         ),

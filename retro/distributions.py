@@ -30,6 +30,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import torch
@@ -38,7 +41,25 @@ from torch.distributions import constraints
 
 from retro.errors import RetroError
 
-__all__ = ["StringDistribution", "Memory"]
+__all__ = ["StringDistribution", "Memory", "smoothed_labels"]
+
+_LABEL_SMOOTHING = contextvars.ContextVar("retro_label_smoothing", default=0.0)
+
+
+@contextlib.contextmanager
+def smoothed_labels(epsilon: float) -> Iterator[None]:
+    """Within the block, :meth:`StringDistribution.log_prob` is the training surrogate of label smoothing
+    (Szegedy et al. 2016): each decision's ``log p(token)`` becomes ``(1 - epsilon) log p(token) + epsilon *
+    mean_v log p(v)`` over the tokens the decoder allows there (EOS included): minus the cross-entropy against
+    the one-hot target mixed with ``epsilon`` of a uniform one. That is not a log probability: training steps only, never
+    scoring (``epsilon = 0`` changes nothing)."""
+    if not 0 <= epsilon < 1:
+        raise RetroError(f"label smoothing must be in [0, 1), got {epsilon}")
+    token = _LABEL_SMOOTHING.set(float(epsilon))
+    try:
+        yield
+    finally:
+        _LABEL_SMOOTHING.reset(token)
 
 
 class Memory(NamedTuple):
@@ -153,12 +174,19 @@ class StringDistribution(TorchDistribution):
     def _token_log_probs(
         self, context: torch.Tensor, extra: dict[str, Any], tokens: torch.Tensor
     ) -> torch.Tensor:
-        if self.temperature == 1.0 and hasattr(self.decoder, "token_log_probs"):
+        epsilon = _LABEL_SMOOTHING.get()
+        if epsilon == 0 and self.temperature == 1.0 and hasattr(self.decoder, "token_log_probs"):
             return self.decoder.token_log_probs(context, tokens, **extra)
         logits = self.decoder(context, tokens, **extra)
         if self.temperature != 1.0:
             logits = logits / self.temperature
-        return logits.log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1)
+        log_probs = logits.log_softmax(-1)
+        picked = log_probs.gather(-1, tokens[..., None]).squeeze(-1)
+        if epsilon == 0:
+            return picked
+        allowed = torch.isfinite(log_probs)  # uniform over the tokens the decoder allows at each position
+        uniform = log_probs.masked_fill(~allowed, 0.0).sum(-1) / allowed.sum(-1)
+        return (1 - epsilon) * picked + epsilon * uniform
 
     @torch.no_grad()
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:

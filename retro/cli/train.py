@@ -51,6 +51,7 @@ DEFAULTS = {  # settings a built-in dataset may recommend otherwise (retro.datas
     "kl_warmup": 1000,
     "kl_cycle": 1000,
     "guide_encoder": "ngram",
+    "label_smoothing": 0.0,
 }
 NO_DROPOUT = {"dropout": 0.0}
 IMITATOR_DEFAULTS = {
@@ -81,6 +82,7 @@ SAVED_BEFORE = {  # what a run saved before retro recorded a setting used (the d
     "kl_cycle": 1000,
     "free_bits": 0.0,
     "guide_encoder": SAVED_BEFORE_ENCODER,
+    "label_smoothing": 0.0,
 }
 MAX_HELDOUT = 1000  # pairs held out of --data without --heldout: evaluations score 200 of them
 COLLAPSE_SETTINGS = ("kl_anneal", "kl_warmup", "kl_cycle", "free_bits")
@@ -229,6 +231,14 @@ def register(subparsers) -> None:
         f"{' and '.join(SAMPLED_OBJECTIVES)} objectives{RECOMMENDED})",
     )
     p.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=None,
+        help="train on label-smoothed answer log probabilities with this epsilon (each phoneme or character's "
+        "target mixed with epsilon of a uniform one); evaluations and scores are of the model as it is, for the "
+        f"retrodiction and iwae objectives {_default('label_smoothing')}",
+    )
+    p.add_argument(
         "--guide-encoder",
         choices=GUIDE_ENCODERS,
         default=None,
@@ -372,6 +382,7 @@ SETTINGS = (  # what a resumed run takes from the saved one
     "kl_cycle",
     "free_bits",
     "guide_encoder",
+    "label_smoothing",
     "checkpoint_every",
     "patience",
     "steps",
@@ -433,6 +444,7 @@ SETTING_RULES = {
     "num_styles": (_optional(POSITIVE), "an integer >= 1"),
     "decoder": (_optional(_one_of(DECODERS)), f"one of {', '.join(DECODERS)}"),
     "dropout": (_optional(_number(0, 1, open_high=True)), "a number in [0, 1)"),
+    "label_smoothing": (_optional(_number(0, 1, open_high=True)), "a number in [0, 1)"),
     "codec": (_optional(_one_of(("auto", "bytes"))), "auto or bytes"),
     "objective": (_one_of(OBJECTIVES), f"one of {', '.join(OBJECTIVES)}"),
     "adversarial_weight": (_number(-math.inf), "a finite number"),
@@ -702,6 +714,8 @@ def _run(args, world) -> int:
     out = Path(args.out)
     if args.objective in ("retrodiction", "iwae") and args.verifier:
         raise RetroError("--verifier is for the adversarial and mixed objectives")
+    if args.objective in SAMPLED_OBJECTIVES and args.label_smoothing:
+        raise RetroError("--label-smoothing is for the retrodiction and iwae objectives")
     verifier = verifier_from_spec(args.verifier) if args.verifier else None
     device = f"cuda:{world.local_rank}" if args.device == "cuda" and world.size > 1 else args.device
     args.slices = (
@@ -778,6 +792,7 @@ def _run(args, world) -> int:
         slices=args.slices,
         length_buckets=args.length_buckets or None,
         average_decay=args.average_decay or None,
+        label_smoothing=args.label_smoothing or None,
     )
     objective = None
     collapse_tools = args.kl_anneal not in (None, "none") or (args.free_bits or 0) > 0

@@ -154,3 +154,37 @@ def test_dropout_acts_in_training_steps_only(data):
     assert heldout_mean == pytest.approx(best["heldout_log_prob"], abs=1e-5)
     with pytest.raises(RetroError, match=r"dropout must be in \[0, 1\), got 1.0"):
         make_imitator("seq2seq", dropout=1.0)
+
+
+def test_label_smoothing_acts_in_training_steps_only(data):
+    """The step's loss is label-smoothed; the evaluation of the same (unchanged, lr 0) parameters is not."""
+    (questions, answers), heldout = data
+
+    def first_step(label_smoothing):
+        torch.manual_seed(0)
+        imitator = make_imitator("seq2seq", max_length=16, hidden_dim=32)
+        config = TrainConfig(
+            steps=1,
+            batch_size=32,
+            learning_rate=0.0,
+            eval_every=1,
+            eval_answers=20,
+            progress=False,
+            label_smoothing=label_smoothing,
+        )
+        return train(imitator, questions, answers, heldout=heldout, config=config).history[0], imitator
+
+    plain, imitator = first_step(None)
+    smoothed, _ = first_step(0.5)
+    assert smoothed["heldout_log_prob"] == plain["heldout_log_prob"]
+    assert smoothed["loss"] != pytest.approx(plain["loss"], rel=1e-3)
+    with pytest.raises(RetroError, match=r"label_smoothing must be in \[0, 1\), got 1"):
+        TrainConfig(label_smoothing=1.0)
+    with pytest.raises(RetroError, match="label_smoothing is for retrodiction objectives"):
+        train(
+            imitator,
+            questions,
+            answers,
+            objective=elbo_loss(imitator, None),
+            config=TrainConfig(steps=1, progress=False, label_smoothing=0.1),
+        )

@@ -310,6 +310,10 @@ def test_adversarial_training_from_the_cli(capsys, tmp_path):
             "train --imitator seq2seq --data human:arithmetic --out x --verifier arithmetic",
             "--verifier is for",
         ),
+        (
+            "train --imitator seq2seq --data human:arithmetic --out x --objective adversarial --label-smoothing 0.1",
+            "--label-smoothing is for the retrodiction and iwae objectives",
+        ),
         ("experiment steganography --bits 7", "bits must be in 0..4"),
     ],
 )

@@ -83,6 +83,20 @@ def test_resuming_a_state_saved_before_the_codec_dropout_and_schedule_settings(t
     assert json.loads((out / "config.json").read_text())["imitator"]["codec"] == {"type": "bytes"}
 
 
+def test_label_smoothing_is_a_saved_setting_and_a_run_saved_before_it_resumes_without(tmp_path, capsys):
+    out = tmp_path / "old"
+    _run_saved_before(capsys, out, "--imitator seq2seq --label-smoothing 0.2", ())
+    saved = json.loads((out / "state" / "config.json").read_text())["info"]["settings"]
+    assert saved["label_smoothing"] == 0.2
+    out = tmp_path / "older"
+    _run_saved_before(capsys, out, "--imitator seq2seq", ("label_smoothing",))
+    code, _, err = run(capsys, f"train --resume {out} --steps 6")
+    assert code == 0, err
+    assert (
+        json.loads((out / "state" / "config.json").read_text())["info"]["settings"]["label_smoothing"] == 0.0
+    )
+
+
 def test_resuming_a_state_saved_before_the_guide_encoder_setting(tmp_path, capsys):
     """Such a run's guide read with GRUs: resumed with today's default (n-grams) its saved weights would not fit."""
     out = tmp_path / "old"

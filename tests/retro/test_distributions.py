@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from retro.distributions import Memory, StringDistribution
+from retro.distributions import Memory, StringDistribution, smoothed_labels
 from retro.errors import RetroError
 from retro.nets import DECODERS, GRUDecoder, make_decoder
 
@@ -102,3 +102,38 @@ def test_memory_that_is_not_a_suffix_is_expanded_and_a_mismatch_is_named(float64
     )
     with pytest.raises(RetroError, match=r"memory of batch shape \(2, 3\) does not broadcast to .* \(2, 4\)"):
         wrong.log_prob(x)
+
+
+@pytest.mark.parametrize("kind", DECODERS)
+def test_smoothed_labels_mix_each_decision_with_the_uniform_target_inside_the_block_only(kind, float64):
+    """Each decision up to the answer's EOS: (1 - eps) log p(token) + eps mean_v log p(v), by hand from the
+    per-step distributions of the cached decoder; the forced EOS at max_length is no decision."""
+    torch.manual_seed(0)
+    dist = string_distribution(kind, 4, torch.randn(2, 5), max_length=3)
+    answers = torch.tensor([[0, 3, 3, 3], [1, 1, 2, 3]])  # the second reaches max_length: its EOS is forced
+    plain = dist.log_prob(answers)
+    with smoothed_labels(0.25):
+        smoothed = dist.log_prob(answers)
+    assert torch.equal(dist.log_prob(answers), plain)  # the block is over: log probabilities again
+    context, extra = dist.decoder_inputs()
+    state = dist.decoder.init_state(context, **extra)
+    previous = torch.full((2,), dist.decoder.bos)
+    expected = torch.zeros(2, dtype=plain.dtype)
+    exact = torch.zeros(2, dtype=plain.dtype)
+    for t in range(3):
+        logits, state = dist.decoder.step(state, previous)
+        log_probs = logits.log_softmax(-1)
+        picked = log_probs.gather(-1, answers[:, t, None]).squeeze(-1)
+        decides = torch.tensor([t <= 1, True])  # the first answer ended at its EOS, position 1
+        expected += torch.where(decides, 0.75 * picked + 0.25 * log_probs.mean(-1), 0.0)
+        exact += torch.where(decides, picked, 0.0)
+        previous = answers[:, t]
+    assert torch.allclose(plain, exact, atol=1e-10)
+    assert torch.allclose(smoothed, expected, atol=1e-10)
+    assert not torch.allclose(smoothed, plain)
+
+
+def test_label_smoothing_outside_zero_to_one_is_an_error():
+    with pytest.raises(RetroError, match=r"label smoothing must be in \[0, 1\), got 1"):
+        with smoothed_labels(1.0):
+            pass
