@@ -51,8 +51,8 @@ def smoothed_labels(epsilon: float) -> Iterator[None]:
     """Within the block, :meth:`StringDistribution.log_prob` is the training surrogate of label smoothing
     (Szegedy et al. 2016): each decision's ``log p(token)`` becomes ``(1 - epsilon) log p(token) + epsilon *
     mean_v log p(v)`` over the tokens the decoder allows there (EOS included): minus the cross-entropy against
-    the one-hot target mixed with ``epsilon`` of a uniform one. That is not a log probability: training steps only, never
-    scoring (``epsilon = 0`` changes nothing)."""
+    the one-hot target mixed with ``epsilon`` of a uniform one. That is not a log probability: training steps
+    only, never scoring (``epsilon = 0`` changes nothing)."""
     if not 0 <= epsilon < 1:
         raise RetroError(f"label smoothing must be in [0, 1), got {epsilon}")
     token = _LABEL_SMOOTHING.set(float(epsilon))
