@@ -62,7 +62,7 @@ from tqdm import tqdm
 
 from retro.errors import RetroError
 from retro.inference.exact import exact
-from retro.inference.log_weights import DEFAULT_MAX_ROWS, length_buckets
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, length_buckets, preferred_proposal
 from retro.inference.registry import Registration, draw_seed, estimator, register
 from retro.inference.results import Estimate, EstimateInfo
 from retro.inference.sites import LatentSite, latent_sites, sample_sites
@@ -502,7 +502,7 @@ def ais(
         ``num_steps=1``), ``step_sizes`` (``Tensor[T - 1, B]``) and ``num_steps``. A program without continuous
         latents (none, or only discrete ones) gets its exact value (:func:`~retro.inference.exact.exact`).
     """
-    proposal = proposal or ("guide" if guide is not None else "prior")
+    proposal = proposal or preferred_proposal(guide, ("guide", "prior"))
     check_arguments(proposal, num_steps, num_particles, leapfrog_steps, target_accept, "num_particles")
     sites = latent_sites(program, questions[:1], answers[:1])
     if all(site.discrete for site in sites.values()):  # no continuous latents: exact (enumerated) values

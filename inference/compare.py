@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from retro.errors import RetroError
+from retro.inference.log_weights import preferred_proposal
 from retro.inference.psis import khat_threshold
 from retro.inference.registry import estimate, registrations, resolve_method
 from retro.inference.results import AnswerEstimate, summarize
@@ -23,13 +24,14 @@ from retro.program import StringProgram
 __all__ = ["ComparisonRow", "Comparison", "compare", "default_methods"]
 
 
-def default_methods(has_guide: bool) -> list[str]:
-    """Every registered estimator that samples, with the guide as proposal when there is one (else the prior)."""
+def default_methods(has_guide: bool, preferred: str = "guide") -> list[str]:
+    """Every registered estimator that samples, with its default proposal: ``preferred`` (the guide's choice) or
+    the guide when there is one, else the prior (see :meth:`retro.inference.registry.Registration.default_proposal`)."""
     methods = []
     for registration in registrations():
         if registration.kind == "exact" or (registration.needs_guide and not has_guide):
             continue
-        proposal = registration.default_proposal(has_guide)
+        proposal = registration.default_proposal(has_guide, preferred)
         methods.append(f"{registration.name}[{proposal}]" if proposal else registration.name)
     return methods
 
@@ -99,7 +101,7 @@ def compare(
             instead of computed again.
         options: further options per estimator name, e.g. ``{"ais": {"num_steps": 8}}``.
     """
-    resolved = [resolve_method(m, guide is not None) for m in methods]
+    resolved = [resolve_method(m, guide is not None, preferred_proposal(guide)) for m in methods]
     if not budgets or any(int(b) != b or b < 1 for b in budgets):
         raise RetroError(f"budgets must be positive integers, got {list(budgets)}")
     options = options or {}

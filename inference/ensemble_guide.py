@@ -1,8 +1,16 @@
 """The guide of an :class:`~retro.models.Ensemble`: each member's trained guide, run under that member's prefix.
 
-Its proposal is the product of the members' posteriors q_1(z_1 | q, a) ... q_K(z_K | q, a), which is what
+It draws from the product of the members' posteriors q_1(z_1 | q, a) ... q_K(z_K | q, a), which is what
 importance sampling, the ELBO and AIS need for the ensemble's latents ``m{k}/...``. Members without latents need
 (and have) no guide.
+
+That product is narrower than the ensemble's posterior: each member's guide was fitted to the member alone, while
+in the token-level mixture a member's ``z`` sways only its share of each next-token probability, so the
+ensemble's posterior lies closer to the prior. Its importance weights are then heavy-tailed, and estimates biased
+low: on 60 CMUdict test answers, three members of width 192 gave -1.411 with 500 particles from the product
+(k-hat above 0.7 for 42 answers) and still -1.273 with 8,000, against -1.160 from the defensive mixture of the
+product and the prior with 500 (no k-hat above 0.7). So the estimators default to that mixture for an ensemble
+(:attr:`EnsembleGuide.preferred_proposal`, read by :func:`~retro.inference.log_weights.preferred_proposal`).
 
 Example:
     >>> from retro.models import Ensemble, LatentSeq2Seq, Seq2Seq
@@ -37,6 +45,10 @@ class EnsembleGuide(PyroModule):
     Args:
         guides: one per member, in member order; ``None`` for a member without latents.
     """
+
+    preferred_proposal = "mixture"
+    """The proposal estimators use when none is named: half the particles from this guide, half from the prior
+    (the module docstring says why)."""
 
     def __init__(self, guides: Sequence[PyroModule | None]):
         super().__init__()

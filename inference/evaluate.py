@@ -1,8 +1,10 @@
 """Held-out evaluation of an imitator: log p, perplexity, and the 1-best answers' error rates (WER, PER).
 
 * ``log_prob_mean`` / ``log_prob_stderr``: mean log p per human answer and the standard error of that dataset mean
-  (exact when the latents can be summed out: none, or discrete ones with few values; else importance sampling with
-  the guide when the model has one, else with the prior).
+  (exact when the latents can be summed out: none, or discrete ones with few values; else importance sampling from
+  the guide's preferred proposal, :func:`~retro.inference.log_weights.preferred_proposal`: the guide, for an
+  ensemble half guide and half prior, and the prior without a guide). ``unreliable_answers`` counts the estimates
+  whose Pareto k-hat is over the threshold for their particles (:func:`~retro.inference.results.unreliable`).
 * ``perplexity_per_token``: ``exp(-sum log p / sum tokens)``, where an answer's tokens are its codec tokens
   *including* the EOS that ends it (so the empty answer counts one token and the rate is finite for any data);
   ``perplexity_per_word``: the same per whitespace-separated word plus one for the end (per phoneme, for G2P).
@@ -118,6 +120,7 @@ def evaluate(
         "num_questions": len(distinct),
         "num_tokens": tokens,
         "method": summary.method,
+        "unreliable_answers": summary.unreliable,
         "particles": num_particles,
         "beam": beam,
         **_budget(scored, target_stderr),

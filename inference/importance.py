@@ -9,7 +9,7 @@ import torch
 
 from retro.errors import RetroError
 from retro.inference.exact import exact
-from retro.inference.log_weights import DEFAULT_MAX_ROWS, sampled_log_weights
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, preferred_proposal, sampled_log_weights
 from retro.inference.registry import Registration, estimator, register
 from retro.inference.results import Estimate
 from retro.inference.sites import latent_sites
@@ -53,7 +53,8 @@ def importance(
         num_particles: K particles per answer, vectorized; memory is bounded by ``max_rows`` particle x answer
             rows per pass, not by K.
         proposal: ``"guide"``, ``"prior"``, or ``"mixture"`` (defensive: ``mixture_weight`` guide + rest prior);
-            default: the guide when one is given, else the prior.
+            default: :func:`~retro.inference.log_weights.preferred_proposal` (the guide, or the mixture for an
+            ensemble's guide; the prior without a guide).
         seed, answer_ids, max_rows, progress: see :func:`retro.inference.registry.estimate`.
 
     Returns:
@@ -62,7 +63,7 @@ def importance(
     """
     if not latent_sites(program, questions[:1], answers[:1]):
         return exact(program, questions, answers, max_rows=max_rows, seed=seed, answer_ids=answer_ids)
-    proposal = proposal or ("guide" if guide is not None else "prior")
+    proposal = proposal or preferred_proposal(guide)
     fraction = guide_fraction_of(proposal, mixture_weight)
     method = f"importance[{proposal}]"
     log_w = sampled_log_weights(

@@ -32,10 +32,21 @@ __all__ = [
     "site_sum",
     "enumerated_values",
     "DEFAULT_MAX_ROWS",
+    "preferred_proposal",
 ]
 
 BYTES_PER_WEIGHT = 8  # float64 at most
 DEFAULT_MAX_ROWS = 8192  # particle x answer rows decoded at once
+
+
+def preferred_proposal(guide, choices: tuple[str, ...] = ("guide", "prior", "mixture")) -> str:
+    """The proposal an estimator uses when none is named, among ``choices``: the prior without a guide; else the
+    guide's own preference (its ``preferred_proposal`` attribute: ``"mixture"`` for an ensemble's guide) where it
+    is among ``choices``, otherwise the guide."""
+    if guide is None:
+        return "prior"
+    wanted = getattr(guide, "preferred_proposal", "guide")
+    return wanted if wanted in choices else "guide"
 
 
 def length_buckets(lengths: torch.Tensor, size: int) -> list[torch.Tensor]:

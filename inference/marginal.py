@@ -39,7 +39,7 @@ from retro.distributions import StringDistribution
 from retro.errors import RetroError
 from retro.inference.exact import exact, exact_estimate, exact_log_prob_in_chunks
 from retro.inference.importance import PROPOSALS, guide_fraction_of, importance
-from retro.inference.log_weights import DEFAULT_MAX_ROWS, sampled_log_weights
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, preferred_proposal, sampled_log_weights
 from retro.inference.registry import Registration, estimator, register
 from retro.inference.results import Estimate
 from retro.inference.sites import base_distribution, latent_sites
@@ -277,15 +277,16 @@ def marginal_importance(
     Args:
         num_particles: K joint particles per answer (one tokenization each), vectorized; memory is bounded by
             ``max_rows`` particle x answer rows.
-        proposal: for the program's latents: ``"guide"``, ``"prior"`` or ``"mixture"``; default: the guide when
-            one is given, else the prior (also for programs without latents: only the tokenization is drawn).
+        proposal: for the program's latents: ``"guide"``, ``"prior"`` or ``"mixture"``; default: as
+            :func:`~retro.inference.importance.importance` (also for programs without latents: only the
+            tokenization is drawn).
             With a built-in fixed codec (one spelling per string) this is :func:`retro.inference.importance`.
         seed, answer_ids, max_rows, progress: see :func:`retro.inference.registry.estimate`.
 
     Returns:
         :class:`~retro.inference.results.Estimate` with ``info.log_weights`` ``[K, B]``.
     """
-    proposal = proposal or ("guide" if guide is not None else "prior")
+    proposal = proposal or preferred_proposal(guide)
     fraction = guide_fraction_of(proposal, mixture_weight)
     method = f"{SAMPLED_NAME}[{proposal}]"
     if _spells_uniquely(program.codec):  # one spelling per string: importance sampling over the latents alone

@@ -9,14 +9,13 @@ Stephens 2009 with the same weak prior), so the two agree to floating-point roun
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from retro.inference.results import AnswerEstimate
+from retro.inference.results import AnswerEstimate, khat_threshold
 
 __all__ = ["pareto_khat", "arviz_pareto_khat", "khat_threshold", "to_inference_data", "MIN_DRAWS"]
 
@@ -34,13 +33,6 @@ def _arviz():
         import arviz
 
     return arviz
-
-
-def khat_threshold(num_draws: int) -> float:
-    """k-hat below which an estimate from ``num_draws`` weights is reliable: min(1 - 1/log10(S), 0.7)."""
-    if num_draws <= 10:
-        return 0.0
-    return min(1.0 - 1.0 / math.log10(num_draws), 0.7)
 
 
 def _fittable(log_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

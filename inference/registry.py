@@ -38,7 +38,7 @@ from retro.checks import check_pairs, check_positive_integer
 from retro.errors import RetroError
 from retro.inference.adaptive import adaptive_estimate
 from retro.inference.certify import MAX_GROUPS, check_delta, with_certified_bounds
-from retro.inference.log_weights import DEFAULT_MAX_ROWS
+from retro.inference.log_weights import DEFAULT_MAX_ROWS, preferred_proposal
 from retro.inference.results import Estimate, Kind
 from retro.inference.validation import check_guide
 from retro.program import StringProgram
@@ -94,12 +94,15 @@ class Registration:
         """Whether running with ``proposal`` needs a guide."""
         return self.needs_guide or proposal in self.guide_proposals
 
-    def default_proposal(self, has_guide: bool) -> str | None:
-        """The guide when there is one and it is a proposal, else the prior (``None``: no proposals)."""
+    def default_proposal(self, has_guide: bool, preferred: str = "guide") -> str | None:
+        """With a guide, ``preferred`` (the guide's own choice, see
+        :func:`~retro.inference.log_weights.preferred_proposal`) where it is a proposal, else the guide; without
+        one, the prior (``None``: no proposals)."""
         if not self.proposals:
             return None
-        if has_guide and "guide" in self.proposals:
-            return "guide"
+        for proposal in (preferred, "guide") if has_guide else ():
+            if proposal in self.proposals:
+                return proposal
         return "prior" if "prior" in self.proposals else self.proposals[0]
 
     def variants(self, has_guide: bool = True) -> list[str]:
@@ -150,10 +153,10 @@ def get_registration(name: str) -> Registration:
     return _REGISTRY[name]
 
 
-def resolve_method(method: str, has_guide: bool) -> tuple[Registration, str | None]:
+def resolve_method(method: str, has_guide: bool, preferred: str = "guide") -> tuple[Registration, str | None]:
     """``(registration, proposal)`` for a method name such as ``"importance"`` or ``"ais[guide]"``; the proposal
-    defaults to the guide when there is one, else the prior. Raises :class:`RetroError` for an unknown method or
-    proposal, or one that needs a guide when there is none."""
+    defaults to :meth:`Registration.default_proposal` (``preferred``: the guide's choice). Raises
+    :class:`RetroError` for an unknown method or proposal, or one that needs a guide when there is none."""
     match = _METHOD.match(method.strip())
     if match is None or match.group(1) not in _REGISTRY:
         choices = [v for r in _REGISTRY.values() for v in [r.name, *r.variants()[1:]] if v]
@@ -163,7 +166,7 @@ def resolve_method(method: str, has_guide: bool) -> tuple[Registration, str | No
     if proposal is not None and proposal not in registration.proposals:
         expected = ", ".join(registration.proposals) or "none"
         raise RetroError(f"method {registration.name!r} has no proposal {proposal!r} (proposals: {expected})")
-    proposal = proposal or registration.default_proposal(has_guide)
+    proposal = proposal or registration.default_proposal(has_guide, preferred)
     if registration.requires_guide(proposal) and not has_guide:
         label = f"{registration.name}[{proposal}]" if proposal else registration.name
         raise RetroError(f"method {label!r} needs a trained guide (this model has no trained guide)")
@@ -206,7 +209,7 @@ def estimate(
     Returns:
         :class:`~retro.inference.results.Estimate`: ``(records, info)``.
     """
-    registration, proposal = resolve_method(method, guide is not None)
+    registration, proposal = resolve_method(method, guide is not None, preferred_proposal(guide))
     unknown = sorted(set(options) - set(registration.options))
     if unknown:
         takes = ", ".join(o for o in registration.options if o != "proposal") or "none"

@@ -20,6 +20,7 @@ import torch
 from retro.discriminators import NeuralDiscriminator, VerifierDiscriminator
 from retro.errors import RetroError
 from retro.inference.importance import importance
+from retro.inference.log_weights import preferred_proposal
 from retro.inference.results import summarize
 from retro.inference.sampling import sample_answers
 from retro.inference.two_sample import (
@@ -88,7 +89,7 @@ def imitator_report(
         )
     torch.manual_seed(seed)
     questions, answers = list(questions), list(answers)
-    proposal = "guide" if guide is not None else "prior"
+    proposal = preferred_proposal(guide)
     records = importance(
         program, questions, answers, guide=guide, proposal=proposal, num_particles=num_particles
     )

@@ -9,7 +9,17 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-__all__ = ["AnswerEstimate", "Estimate", "EstimateInfo", "Kind", "Target", "Summary", "summarize"]
+__all__ = [
+    "AnswerEstimate",
+    "Estimate",
+    "EstimateInfo",
+    "Kind",
+    "Target",
+    "Summary",
+    "summarize",
+    "khat_threshold",
+    "unreliable",
+]
 
 Kind = Literal["exact", "lower_bound", "estimate", "certified"]
 Target = Literal["canonical", "marginal"]
@@ -26,7 +36,7 @@ class AnswerEstimate:
             exact log p (0 when exact; delta method for importance sampling). Not the :attr:`Summary.stderr` of a
             dataset mean, which also counts the spread across answers.
         ess: effective sample size of the importance weights (``nan`` when no weights were drawn).
-        khat: Pareto k-hat of the weights (PSIS); reliable when below :func:`~retro.inference.psis.khat_threshold`.
+        khat: Pareto k-hat of the weights (PSIS); reliable when below :func:`khat_threshold` (see :func:`unreliable`).
         num_particles: particles (or quadrature nodes / enumerated values) used.
         method: estimator name, e.g. ``"importance[guide]"``.
         kind: ``"exact"``, ``"lower_bound"`` (in expectation), ``"estimate"`` (consistent) or ``"certified"`` (a
@@ -104,6 +114,7 @@ class Summary:
         mc_stderr: the Monte Carlo part alone, ``sqrt(sum of the answers' AnswerEstimate.stderr**2) / n``: how far
             ``log_prob_mean`` may be from the exact mean over *these* answers (0 for exact records).
         khat_mean: mean Pareto k-hat over the answers that have one (``nan`` when none has).
+        unreliable: answers whose estimate is :func:`unreliable` (k-hat over the threshold).
     """
 
     method: str
@@ -112,6 +123,20 @@ class Summary:
     stderr: float
     mc_stderr: float
     khat_mean: float
+    unreliable: int = 0
+
+
+def khat_threshold(num_draws: int) -> float:
+    """k-hat below which an estimate from ``num_draws`` weights is reliable: min(1 - 1/log10(S), 0.7)."""
+    if num_draws <= 10:
+        return 0.0
+    return min(1.0 - 1.0 / math.log10(num_draws), 0.7)
+
+
+def unreliable(estimate: AnswerEstimate) -> bool:
+    """Whether the estimate's Pareto k-hat is over :func:`khat_threshold` for its particles (its weights are too
+    heavy-tailed for the estimate, typically biased low, or its standard error to be trusted)."""
+    return not math.isnan(estimate.khat) and estimate.khat > khat_threshold(estimate.num_particles)
 
 
 def summarize(estimates: Sequence[AnswerEstimate] | Estimate) -> Summary:
@@ -136,4 +161,5 @@ def summarize(estimates: Sequence[AnswerEstimate] | Estimate) -> Summary:
         stderr=math.sqrt(spread + mc**2),
         mc_stderr=mc,
         khat_mean=sum(khats) / len(khats) if khats else float("nan"),
+        unreliable=sum(unreliable(e) for e in estimates),
     )

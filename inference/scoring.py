@@ -30,7 +30,7 @@ import torch
 
 from retro.distributed import SINGLE, World
 from retro.errors import RetroError
-from retro.inference.results import AnswerEstimate, Summary
+from retro.inference.results import AnswerEstimate, Summary, unreliable
 from retro.inference.train import random_key
 
 __all__ = [
@@ -65,6 +65,7 @@ class RunningSummary:
         self.finite = True
         self.mc_variance = 0.0
         self.khat_sum, self.khat_count = 0.0, 0
+        self.unreliable = 0
 
     def add(self, record: AnswerEstimate) -> None:
         self.method = self.method or record.method
@@ -82,6 +83,7 @@ class RunningSummary:
             self.mc_variance += record.stderr**2
         if not math.isnan(record.khat):
             self.khat_sum, self.khat_count = self.khat_sum + record.khat, self.khat_count + 1
+        self.unreliable += unreliable(record)
 
     def summary(self) -> Summary:
         n = self.count
@@ -99,6 +101,7 @@ class RunningSummary:
             stderr=math.sqrt(spread + mc**2),
             mc_stderr=mc,
             khat_mean=self.khat_sum / self.khat_count if self.khat_count else float("nan"),
+            unreliable=self.unreliable,
         )
 
 

@@ -28,6 +28,7 @@ from retro.errors import RetroError
 from retro.inference.collapse import collapse_diagnostics
 from retro.inference.guides import AmortizedGuide
 from retro.inference.importance import importance
+from retro.inference.log_weights import preferred_proposal
 from retro.inference.results import summarize
 from retro.inference.schedules import (
     COSINE_FINAL_FRACTION,
@@ -216,7 +217,12 @@ def _heldout_log_prob(imitator, guide, heldout, config: TrainConfig) -> tuple[fl
     questions, answers = heldout
     questions, answers = list(questions[: config.eval_answers]), list(answers[: config.eval_answers])
     records = importance(
-        imitator, questions, answers, guide=guide, proposal="guide", num_particles=config.eval_particles
+        imitator,
+        questions,
+        answers,
+        guide=guide,
+        proposal=preferred_proposal(guide),
+        num_particles=config.eval_particles,
     )
     summary = summarize(records)
     return summary.log_prob_mean, summary.stderr

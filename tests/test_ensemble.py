@@ -18,6 +18,8 @@ from retro.inference import AmortizedGuide, estimate, importance, load_trained, 
 from retro.inference.decoding import beam_search
 from retro.inference.ensemble import combine_trained, ensemble_from_trained
 from retro.inference.ensemble_guide import EnsembleGuide
+from retro.inference.log_weights import preferred_proposal
+from retro.inference.registry import resolve_method
 from retro.models import Ensemble, LatentSeq2Seq, Seq2Seq
 from retro.text import AlphabetCodec
 
@@ -81,10 +83,10 @@ def test_exact_log_prob_is_the_average_of_the_members_token_probabilities(float6
     assert (whole.exp().mean(0).log() - expected).abs().max() > 1e-3
 
 
-def test_importance_sampling_matches_a_two_dimensional_quadrature(float64):
-    """Two members with one scalar latent each: the exact marginal by Gauss-Hermite quadrature over (z_0, z_1)."""
+def _quadrature_case():
+    """Two members with one scalar latent each, and the ensemble's exact log p of three answers by Gauss-Hermite
+    quadrature over (z_0, z_1): ``(members, ensemble, answers, exact [B])``."""
     members = [m.double() for m in _members("latent", "latent+attention", latent_dim=1)]
-    ensemble = Ensemble(members)
     answers = ["ab", "c", "bca"]
     nodes, weights = np.polynomial.hermite_e.hermegauss(60)  # weight exp(-z^2 / 2)
     z = torch.tensor(nodes)[:, None, None]  # [G, 1, 1]: one node for every answer
@@ -94,14 +96,62 @@ def test_importance_sampling_matches_a_two_dimensional_quadrature(float64):
     decisions = _decisions(members[0], answers)
     integrand = _mixture_log_prob([p0[:, None], p1[None, :]], decisions)  # [G, G, B]
     exact = (integrand + log_w[:, None, None] + log_w[None, :, None]).logsumexp(0).logsumexp(0)
+    return members, Ensemble(members), answers, exact
+
+
+def test_importance_sampling_matches_a_two_dimensional_quadrature(float64):
+    members, ensemble, answers, exact = _quadrature_case()
     guide = EnsembleGuide([AmortizedGuide(m, hidden_dim=8).double() for m in members])
-    for proposal, guide_or_none in (("prior", None), ("guide", guide)):
+    for proposal, guide_or_none in (("prior", None), ("guide", guide), ("mixture", guide)):
         records = importance(
             ensemble, QUESTIONS, answers, guide=guide_or_none, proposal=proposal, num_particles=2000, seed=3
         ).records
         for record, value in zip(records, exact.tolist()):
             assert 0 < record.stderr < 0.1
             assert abs(record.log_prob - value) <= 4 * record.stderr, (proposal, record, value)
+
+
+def _narrowed(guide: AmortizedGuide, loc: float, raw_scale: float) -> AmortizedGuide:
+    """The guide, proposing N(loc, softplus(raw_scale)) for every answer: far narrower than the posterior."""
+    with torch.no_grad():
+        for head in guide.heads.values():
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor([loc, raw_scale]))
+    return guide
+
+
+def test_an_ensemble_is_estimated_from_the_defensive_mixture_unless_told(float64):
+    """An ensemble's guide is the product of its members' guides, narrower than the ensemble's posterior (each
+    member's z sways only its share of the mixture): estimators default to half guide, half prior, whose weights
+    are bounded (w <= 2 p(a | z)). With member guides narrowed to a point away from the mass, the guide alone is
+    confidently wrong (many standard errors off the quadrature), the default stays within 4."""
+    members, ensemble, answers, exact = _quadrature_case()
+    guide = EnsembleGuide([_narrowed(AmortizedGuide(m, hidden_dim=8).double(), 1.5, -4.0) for m in members])
+    by_default = estimate("importance", ensemble, QUESTIONS, answers, guide=guide, num_particles=2000, seed=3)
+    assert {r.method for r in by_default.records} == {"importance[mixture]"}
+    for record, value in zip(by_default.records, exact.tolist()):
+        assert 0 < record.stderr < 0.1 and abs(record.log_prob - value) <= 4 * record.stderr, (record, value)
+    alone = importance(
+        ensemble, QUESTIONS, answers, guide=guide, proposal="guide", num_particles=2000, seed=3
+    )
+    misses = [abs(r.log_prob - v) / r.stderr for r, v in zip(alone.records, exact.tolist())]
+    assert max(misses) > 10, misses
+    assert (
+        estimate("importance[guide]", ensemble, QUESTIONS, answers, guide=guide, num_particles=20)
+        .records[0]
+        .method
+        == "importance[guide]"
+    )
+
+
+def test_preferred_proposal_is_the_guides_own_choice_among_those_offered():
+    members = _members("latent", "latent")
+    one, both = AmortizedGuide(members[0]), EnsembleGuide([AmortizedGuide(m) for m in members])
+    assert preferred_proposal(None) == "prior" and preferred_proposal(one) == "guide"
+    assert preferred_proposal(both) == "mixture"
+    assert preferred_proposal(both, ("guide", "prior")) == "guide"  # e.g. AIS, which has no mixture
+    assert resolve_method("importance", True, preferred_proposal(both))[1] == "mixture"
+    assert resolve_method("ais", True, preferred_proposal(both))[1] == "guide"
 
 
 def _greedy(members, question, latent_dim):
@@ -175,7 +225,7 @@ def test_combined_checkpoint_round_trip(tmp_path):
         for t in (fresh, loaded)
     )
     assert [r.log_prob for r in before] == [r.log_prob for r in after]
-    assert [r.method for r in after] == ["importance[guide]"] * 3
+    assert [r.method for r in after] == ["importance[mixture]"] * 3  # an ensemble's default proposal
     config = json.loads((tmp_path / "ens" / "config.json").read_text())
     assert [m["imitator"] for m in config["imitator"]["members"]] == ["latent", "seq2seq"]
     assert str(tmp_path) not in json.dumps(config) and loaded.info["data"] == "human:arithmetic"

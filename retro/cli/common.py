@@ -64,6 +64,17 @@ def load_data(spec: str, program: StringProgram, n: int | None, seed: int) -> Pa
     return pairs
 
 
+def warn_unreliable(command: str, unreliable: int, total: int) -> None:
+    """One line on stderr when some estimates' Pareto k-hat is over the threshold (nothing when none is)."""
+    if unreliable:
+        print(
+            f"retro {command}: warning: {unreliable} of {total} estimates have a Pareto k-hat over the threshold: "
+            "their importance weights are too heavy-tailed to trust them or their standard errors (more "
+            "particles, or another proposal, may help)",
+            file=sys.stderr,
+        )
+
+
 def json_ready(value: Any) -> Any:
     """``value`` with every non-finite float (inf, nan) replaced by ``None``: strict JSON has no such numbers."""
     if isinstance(value, float) and not math.isfinite(value):

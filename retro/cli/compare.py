@@ -103,13 +103,18 @@ def plot_comparison(path: str, rows) -> None:
 
 def run(args) -> int:
     from retro.inference.compare import compare, default_methods
+    from retro.inference.log_weights import preferred_proposal
 
     if args.plot:  # before any work
         check_output_file(args.plot, args.overwrite, [data_file(args.data)], flag="--plot")
     seed_everything(args.seed)
     model = load_model(args.model, args.device, base=args.base)
     pairs = load_data(args.data, model.program, args.n, args.seed)
-    methods = args.methods.split(",") if args.methods else default_methods(model.guide is not None)
+    methods = (
+        args.methods.split(",")
+        if args.methods
+        else default_methods(model.guide is not None, preferred_proposal(model.guide))
+    )
     budgets = _budgets(args.budgets)
     bar = tqdm(total=len(methods) * len(budgets), desc="compare", unit="row", disable=not show_progress(args))
     with bar:

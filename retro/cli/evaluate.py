@@ -12,6 +12,7 @@ from retro.cli.common import (
     load_data,
     load_model,
     seed_everything,
+    warn_unreliable,
     write_records,
 )
 from retro.cli.progress import add_quiet, show_progress
@@ -87,6 +88,7 @@ def _run(args, world) -> int:
     )
     if result is None:  # not rank 0
         return 0
+    warn_unreliable("evaluate", result["unreliable_answers"], result["num_answers"])
     result = json_ready({"model": args.model, "data": args.data, **result})
     if args.format == "json":
         print(json.dumps(result, ensure_ascii=False))

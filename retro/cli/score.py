@@ -12,6 +12,7 @@ from retro.cli.common import (
     load_data,
     load_model,
     seed_everything,
+    warn_unreliable,
     write_records,
 )
 from retro.cli.progress import add_quiet, show_progress
@@ -198,6 +199,7 @@ def _print_summary(summary, to_stdout: bool) -> None:
     )
     # A table on the terminal ends with its summary; machine-readable output stays pure.
     print(line, file=sys.stdout if to_stdout else sys.stderr)
+    warn_unreliable("score", summary.unreliable, summary.num_answers)
 
 
 def _run(args, world) -> int:
@@ -285,4 +287,5 @@ def _run_in_memory(args, model) -> int:
         line += f"; particles per answer {used.mean():.1f} (+ {pilot.mean():.1f} in pilots)"
     # A table on the terminal ends with its summary; machine-readable output stays pure.
     print(line, file=sys.stdout if args.format == "table" and not args.out else sys.stderr)
+    warn_unreliable("score", summary.unreliable, summary.num_answers)
     return 0

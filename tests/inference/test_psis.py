@@ -78,3 +78,26 @@ def test_khat_is_nan_where_it_cannot_be_fitted():
     khat = pareto_khat(log_w)
     assert np.isnan(khat[:2]).all() and not np.isnan(khat[2])
     assert np.isnan(pareto_khat(np.random.default_rng(0).normal(size=(2, 24)))).all()  # < 25 draws
+
+
+def test_unreliable_answers_are_counted_against_the_threshold_of_their_own_budget(capsys):
+    """k-hat 0.65 is over the threshold for 500 particles (0.63) but not for 5,000 (0.70); an exact record has
+    none. Both summaries (in memory and streamed) count the same, and the CLI warns in one line only then."""
+    from retro.cli.common import warn_unreliable
+    from retro.inference.results import AnswerEstimate, summarize
+    from retro.inference.scoring import RunningSummary
+
+    def record(khat, particles):
+        return AnswerEstimate("q", "a", -1.0, 0.1, 100.0, khat, particles, "importance[guide]", "estimate")
+
+    records = [record(0.65, 500), record(0.65, 5000), record(0.9, 5000), record(math.nan, 0)]
+    running = RunningSummary()
+    for r in records:
+        running.add(r)
+    assert summarize(records).unreliable == running.summary().unreliable == 2
+    warn_unreliable("score", 2, 4)
+    warn_unreliable("score", 0, 4)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "retro score: warning: 2 of 4 estimates have a Pareto k-hat"
+    )
