@@ -48,7 +48,12 @@ __all__ = [
     "LR_SCHEDULES",
     "COSINE_FINAL_FRACTION",
     "random_key",
+    "KEEP_WITHIN",
 ]
+
+KEEP_WITHIN = 2.0
+"""Parameters evaluated on held-out data are kept unless their score is below the best seen by more than this many
+Monte Carlo standard errors of the difference (see ``_Run._keep_if_best``)."""
 
 
 def learning_rate_at(config: TrainConfig, step: int, seconds: float = 0.0) -> float:
@@ -146,7 +151,9 @@ class TrainConfig:
 
 @dataclass
 class TrainReport:
-    """What happened: one history row per evaluation, and the best held-out score (restored into the model)."""
+    """What happened: one history row per evaluation, and the kept parameters' step and held-out score (restored
+    into the model: the best evaluated, or a later one within :data:`KEEP_WITHIN` Monte Carlo standard errors of
+    it)."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
     best_heldout: float = -math.inf
@@ -213,7 +220,8 @@ def _other_accelerators() -> bool:
     return torch.backends.mps.is_available() or (xpu is not None and xpu.is_available())
 
 
-def _heldout_log_prob(imitator, guide, heldout, config: TrainConfig) -> tuple[float, float]:
+def _heldout_log_prob(imitator, guide, heldout, config: TrainConfig) -> tuple[float, float, float]:
+    """(mean held-out log p, its standard error, the Monte Carlo part of it) over the first ``eval_answers``."""
     questions, answers = heldout
     questions, answers = list(questions[: config.eval_answers]), list(answers[: config.eval_answers])
     records = importance(
@@ -225,7 +233,7 @@ def _heldout_log_prob(imitator, guide, heldout, config: TrainConfig) -> tuple[fl
         num_particles=config.eval_particles,
     )
     summary = summarize(records)
-    return summary.log_prob_mean, summary.stderr
+    return summary.log_prob_mean, summary.stderr, summary.mc_stderr
 
 
 def _collapse_row(imitator, guide, heldout, config: TrainConfig) -> dict[str, Any]:
@@ -264,6 +272,8 @@ class _Position:
     waited: int = 0
     seconds_before: float = 0.0
     best_parameters: dict[str, torch.Tensor] | None = None
+    best_seen: float = -math.inf  # the best held-out score so far (the kept one may be a later, close one)
+    best_seen_noise: float = 0.0  # its Monte Carlo standard error
     averaged: dict[str, torch.Tensor] | None = (
         None  # the moving average of ``_Run.averaged_names``' parameters
     )
@@ -453,7 +463,7 @@ class _Run:
         row: dict[str, Any] = {"step": step, "seconds": seconds, "loss": self.position.running}
         row.update(getattr(self.objective, "last", {}))
         if heldout is not None:
-            row["heldout_log_prob"], row["heldout_stderr"] = _heldout_log_prob(
+            row["heldout_log_prob"], row["heldout_stderr"], row["heldout_mc_stderr"] = _heldout_log_prob(
                 self.imitator, self.guide, heldout, self.config
             )
             if self.guide is not None and self.guide.sites:  # posterior collapse, visible as it happens
@@ -461,15 +471,26 @@ class _Run:
         return row
 
     def _keep_if_best(self, step: int, row: dict[str, Any], on_improve) -> None:
-        """A new best (always, for an objective not judged by held-out log p) is kept; else one more wait."""
+        """Keep the parameters just evaluated unless their held-out log p is below the best seen by more than
+        :data:`KEEP_WITHIN` Monte Carlo standard errors of the difference (always, for an objective not judged by
+        held-out log p); an evaluation without a new best is one more wait.
+
+        The evaluations score the same held-out answers, so the spread across answers cancels and only the
+        estimates' Monte Carlo error separates two of them: within it, the later parameters (more training, a
+        smaller step size under a decaying schedule) are the better bet. Exact scores (no Monte Carlo error) keep
+        only a strictly better point."""
         position, report = self.position, self.report
         running = position.running
         score = row.get("heldout_log_prob", -(running if running is not None else math.inf))
-        if position.best_parameters is None or score > report.best_heldout or not self.retrodiction:
-            report.best_heldout, report.best_step, position.waited = score, step, 0
+        noise = row.get("heldout_mc_stderr", 0.0)
+        margin = KEEP_WITHIN * math.hypot(noise, position.best_seen_noise)
+        if position.best_parameters is None or score > position.best_seen - margin or not self.retrodiction:
+            report.best_heldout, report.best_step = score, step
             position.best_parameters = _parameters(self.modules)
             if on_improve is not None:
                 on_improve(report)
+        if score > position.best_seen:
+            position.best_seen, position.best_seen_noise, position.waited = score, noise, 0
         else:
             position.waited += 1
 
@@ -517,6 +538,7 @@ class _Run:
             waited=state.evaluations_since_best,
             seconds_before=state.seconds,
             best_parameters=state.best_parameters,
+            **_best_seen(state),
             # a state saved without an average (or by a run that did not average) starts one from here
             averaged=(
                 {k: v.clone() for k, v in state.averaged_parameters.items()}
@@ -635,9 +657,10 @@ def train(
     ``objective`` (default: minus the ELBO per answer) maps a minibatch ``(questions, answers)`` to the loss; an
     :class:`~retro.inference.adversarial.AdversarialObjective` trains adversarially (or mixed). With a retrodiction
     objective (the default, or one whose ``retrodiction`` attribute is true: IWAE, the collapse-aware ELBO), the
-    parameters with the best held-out estimated log p (or the last ones, without ``heldout``) are restored at the
-    end, ``on_improve(report)`` is called after each new best (e.g. to write a checkpoint), and ``config.patience``
-    stops the run after that many evaluations without a new best. Another objective is not scored by held-out log
+    kept parameters are restored at the end: the last evaluated ones whose held-out estimated log p is within
+    :data:`KEEP_WITHIN` Monte Carlo standard errors of the best (or the last ones, without ``heldout``);
+    ``on_improve(report)`` is called whenever the kept parameters change (e.g. to write a checkpoint), and
+    ``config.patience`` stops the run after that many evaluations without a new best. Another objective is not scored by held-out log
     p, so every evaluation counts as the new "best" (the last parameters are kept, and ``on_improve`` writes every
     evaluation). Evaluation rows also carry what the objective reports (e.g. the
     adversarial reward) and are passed to ``on_evaluate`` as they come (e.g. to append them to a log). An
@@ -733,6 +756,15 @@ def train(
     run.finish()
     run.report.steps, run.report.seconds = step, clock()
     return run.report
+
+
+def _best_seen(state: TrainState) -> dict[str, float]:
+    """The best held-out score of a saved run and its Monte Carlo standard error (0 where a row has none)."""
+    rows = [row for row in state.history if "heldout_log_prob" in row]
+    if not rows:
+        return {"best_seen": state.best_heldout, "best_seen_noise": 0.0}
+    best = max(rows, key=lambda row: row["heldout_log_prob"])
+    return {"best_seen": best["heldout_log_prob"], "best_seen_noise": best.get("heldout_mc_stderr", 0.0)}
 
 
 def _bucketed(

@@ -105,7 +105,7 @@ def register(subparsers) -> None:
         "train",
         help="train an imitator by retrodiction or adversarially",
         description="Train a built-in imitator by maximizing the ELBO (retrodiction: the checkpoint with the best "
-        "held-out log p is kept in --out), against a discriminator (adversarial: the imitator is run forward as "
+        "held-out log p, or a later one within 2 Monte Carlo standard errors of it, is kept in --out), against a discriminator (adversarial: the imitator is run forward as "
         "a sampler, score-function gradient; the latest checkpoint is kept), or both (mixed: ELBO + lambda x "
         "adversarial loss).",
     )

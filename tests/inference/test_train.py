@@ -1,3 +1,4 @@
+import importlib
 import math
 
 import pytest
@@ -188,3 +189,32 @@ def test_label_smoothing_acts_in_training_steps_only(data):
             objective=elbo_loss(imitator, None),
             config=TrainConfig(steps=1, progress=False, label_smoothing=0.1),
         )
+
+
+def test_kept_parameters_are_the_latest_within_monte_carlo_error_of_the_best(data, monkeypatch):
+    """Held-out scores, as the estimator would give them on the same answers (mean, standard error, Monte Carlo
+    part): -1.52 is within 2 x sqrt(2) x 0.01 of the best -1.50, so the later parameters are kept; -1.60 is not.
+    Two evaluations without a new best end the run (patience 2), restoring the parameters of step 15."""
+    training = importlib.import_module("retro.inference.train")  # the package's ``train`` is the function
+
+    (questions, answers), heldout = data
+    scores = iter([(-2.0, 0.2, 0.01), (-1.5, 0.2, 0.01), (-1.52, 0.2, 0.01), (-1.6, 0.2, 0.01)])
+    monkeypatch.setattr(training, "_heldout_log_prob", lambda *args: next(scores))
+    torch.manual_seed(0)
+    imitator = make_imitator("seq2seq", max_length=16, hidden_dim=16)
+    kept = {}
+    config = TrainConfig(steps=100, batch_size=16, eval_every=5, eval_answers=8, progress=False, patience=2)
+    report = train(
+        imitator,
+        questions,
+        answers,
+        heldout=heldout,
+        config=config,
+        on_improve=lambda r: kept.update(
+            {r.best_step: {k: v.clone() for k, v in imitator.state_dict().items()}}
+        ),
+    )
+    assert report.stopped_early and report.steps == 20
+    assert (report.best_step, report.best_heldout) == (15, -1.52) and sorted(kept) == [5, 10, 15]
+    assert [row["heldout_mc_stderr"] for row in report.history] == [0.01] * 4
+    assert all(torch.equal(v, kept[15][k]) for k, v in imitator.state_dict().items())
