@@ -16,7 +16,6 @@ from typing import Any
 
 from retro.errors import RetroError
 from retro.inference.log_weights import preferred_proposal
-from retro.inference.psis import khat_threshold
 from retro.inference.registry import estimate, registrations, resolve_method
 from retro.inference.results import AnswerEstimate, summarize
 from retro.program import StringProgram
@@ -42,7 +41,7 @@ class ComparisonRow:
 
     ``stderr``: the Monte Carlo standard error of ``log_prob_mean`` (``Summary.mc_stderr``: how far it may be
     from the exact mean over these answers), not the total error of a dataset mean (``Summary.stderr``).
-    ``khat_over_threshold``: answers whose k-hat exceeds :func:`~retro.inference.psis.khat_threshold` of the
+    ``khat_over_threshold``: answers whose k-hat exceeds :func:`~retro.inference.results.khat_threshold` of the
     budget (unreliable estimates); ``ess_min``: the smallest effective sample size over the answers (``nan`` when no
     weights were drawn)."""
 
@@ -145,7 +144,6 @@ def _row(method: str, budget: int, records, truth, seconds: float) -> Comparison
         errors = [r.log_prob - t for r, t in zip(records, truth)]
         bias = sum(errors) / len(errors)
         abs_error = sum(abs(e) for e in errors) / len(errors)
-    over = sum(1 for r in records if r.khat > khat_threshold(r.num_particles))  # nan compares false
     ess = [r.ess for r in records if not math.isnan(r.ess)]
     return ComparisonRow(
         method,
@@ -156,7 +154,7 @@ def _row(method: str, budget: int, records, truth, seconds: float) -> Comparison
         bias,
         abs_error,
         summary.khat_mean,
-        over,
+        summary.unreliable,
         min(ess) if ess else float("nan"),
         seconds,
         seconds / len(records),
