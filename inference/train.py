@@ -660,9 +660,9 @@ def train(
     kept parameters are restored at the end: the last evaluated ones whose held-out estimated log p is within
     :data:`KEEP_WITHIN` Monte Carlo standard errors of the best (or the last ones, without ``heldout``);
     ``on_improve(report)`` is called whenever the kept parameters change (e.g. to write a checkpoint), and
-    ``config.patience`` stops the run after that many evaluations without a new best. Another objective is not scored by held-out log
-    p, so every evaluation counts as the new "best" (the last parameters are kept, and ``on_improve`` writes every
-    evaluation). Evaluation rows also carry what the objective reports (e.g. the
+    ``config.patience`` stops the run after that many evaluations without a new best. Another objective is not
+    scored by held-out log p, so every evaluation counts as the new "best" (the last parameters are kept, and
+    ``on_improve`` writes every evaluation). Evaluation rows also carry what the objective reports (e.g. the
     adversarial reward) and are passed to ``on_evaluate`` as they come (e.g. to append them to a log). An
     objective may define ``finish_step(average)``: called after each optimizer step with a function that averages
     tensors over the step's slices and processes (the adversarial objective steps its discriminator there).
@@ -760,7 +760,7 @@ def train(
 
 def _best_seen(state: TrainState) -> dict[str, float]:
     """The best held-out score of a saved run and its Monte Carlo standard error (0 where a row has none)."""
-    rows = [row for row in state.history if "heldout_log_prob" in row]
+    rows = [row for row in state.history if isinstance(row.get("heldout_log_prob"), (int, float))]
     if not rows:
         return {"best_seen": state.best_heldout, "best_seen_noise": 0.0}
     best = max(rows, key=lambda row: row["heldout_log_prob"])
