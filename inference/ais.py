@@ -83,6 +83,8 @@ __all__ = [
     "pilot_chains",
 ]
 
+PROPOSALS = ("prior", "guide")  # AIS starts its chains from one or the other: it has no defensive mixture
+
 # Defaults measured on the typist human (200 answers, prior proposal): mean |AIS - exact| about 0.015 nats.
 DEFAULT_NUM_STEPS = 48
 DEFAULT_NUM_CHAINS = 64
@@ -502,7 +504,7 @@ def ais(
         ``num_steps=1``), ``step_sizes`` (``Tensor[T - 1, B]``) and ``num_steps``. A program without continuous
         latents (none, or only discrete ones) gets its exact value (:func:`~retro.inference.exact.exact`).
     """
-    proposal = proposal or preferred_proposal(guide, ("guide", "prior"))
+    proposal = proposal or preferred_proposal(guide, PROPOSALS)
     check_arguments(proposal, num_steps, num_particles, leapfrog_steps, target_accept, "num_particles")
     sites = latent_sites(program, questions[:1], answers[:1])
     if all(site.discrete for site in sites.values()):  # no continuous latents: exact (enumerated) values
@@ -544,7 +546,7 @@ register(
         budget="chains",
         default_budget=DEFAULT_NUM_CHAINS,
         small_budget=16,
-        proposals=("prior", "guide"),
+        proposals=PROPOSALS,
         guide_proposals=("guide",),
         options=("proposal", "num_steps", "leapfrog_steps", "target_accept"),
     )

@@ -104,10 +104,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
         help="train an imitator by retrodiction or adversarially",
-        description="Train a built-in imitator by maximizing the ELBO (retrodiction: the checkpoint with the best "
-        "held-out log p, or a later one within 2 Monte Carlo standard errors of it, is kept in --out), against a discriminator (adversarial: the imitator is run forward as "
-        "a sampler, score-function gradient; the latest checkpoint is kept), or both (mixed: ELBO + lambda x "
-        "adversarial loss).",
+        description="Train a built-in imitator by maximizing the ELBO (retrodiction: the checkpoint with the "
+        "best held-out log p, or a later one within 2 Monte Carlo standard errors of it, is kept in --out), "
+        "against a discriminator (adversarial: the imitator is run forward as a sampler, score-function "
+        "gradient; the latest checkpoint is kept), or both (mixed: ELBO + lambda x adversarial loss).",
     )
     p.add_argument("--imitator", help="imitator name, see 'retro imitators' (required unless --resume)")
     p.add_argument(

@@ -61,12 +61,13 @@ _TEST_PERCENT = 10
 _TUNED = {"decoder": "attention", "hidden_dim": 256, "lr": 2e-3, "lr_schedule": "cosine", "eval_every": 1000}
 RECOMMENDED_SETTINGS: dict[str, dict[str, object]] = {
     # The settings of the README's CMUdict table (about 30 minutes on 2 CPU cores): its best row per imitator.
-    # For latent, an ensemble of members trained side by side: three of width 192 on the 2 cores (a step costs
-    # about 0.6 of width 256's, so each does as many steps as one of two of width 256 with a core each): as the
-    # plain command, WER 27.2% / PER 6.48% and log p -1.241 +- 0.018 on all test answers, against 27.8% / 6.63%
-    # for two of width 256, at the same log p once an ensemble is estimated from the defensive mixture (the
-    # product of its members' guides had shown three of width 192 0.10 nats behind). Minibatches of 128 at a step size of 3e-3: a step of 128 costs about 1.6 of a
-    # step of 64 on one core, so more answers are seen in the same minutes (64 at 2e-3 gave 29.3%).
+    # For latent, an ensemble of members trained side by side: three of width 192 on the 2 cores (a step
+    # costs about 0.6 of width 256's, so each does as many steps as one of two of width 256 with a core each):
+    # as the plain command, WER 27.2% / PER 6.48% and log p -1.241 +- 0.018 on all test answers, against 27.8%
+    # / 6.63% for two of width 256, at the same log p once an ensemble is estimated from the defensive mixture
+    # (the product of its members' guides had shown three of width 192 0.10 nats behind). Minibatches of 128
+    # at a step size of 3e-3: a step of 128 costs about 1.6 of a step of 64 on one core, so more answers are
+    # seen in the same minutes (64 at 2e-3 gave 29.3%).
     "latent": {
         **_TUNED,
         "members": 3,
